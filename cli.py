@@ -1,0 +1,260 @@
+"""The ``latentgraph`` command: run, validate, convert, list nodes, serve, submit.
+
+Exit codes: 0 success, 1 a node failed at run time (named), 2 the workflow is invalid (every
+problem listed) or is not a workflow at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_RUNTIME, EXIT_INVALID = 0, 1, 2
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values are JSON when they parse as JSON (numbers, true, lists), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(nodes: dict[str, dict[str, Any]], overrides: Sequence[str]) -> list[str]:
+    """Apply ``NODE_ID.INPUT=VALUE`` overrides in place; returns a message per bad override."""
+    problems = []
+    for item in overrides:
+        target, sep, value = item.partition("=")
+        node_id, dot, name = target.partition(".")
+        if not sep or not dot or not name:
+            problems.append(f"--set {item!r}: expected NODE_ID.INPUT=VALUE")
+        elif node_id not in nodes or not isinstance(nodes[node_id], dict):
+            problems.append(f"--set {item!r}: there is no node '{node_id}' in the workflow")
+        else:
+            nodes[node_id].setdefault("inputs", {})[name] = _parse_value(value)
+    return problems
+
+
+def _print_issues(issues: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "errors": [i.to_dict() for i in issues]}, indent=2))
+        return
+    print(f"The workflow has {len(issues)} problem(s):", file=sys.stderr)
+    for issue in issues:
+        print(f"  - {issue}", file=sys.stderr)
+        if issue.expected is not None:
+            print(f"      expected: {json.dumps(issue.expected)}; received: {json.dumps(issue.received)}",
+                  file=sys.stderr)
+
+
+def _format_error(message: str, as_json: bool, **extra: Any) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "error": message, **extra}, indent=2))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+
+
+class _Progress:
+    """tqdm bars on a terminal: one for the graph, one for the node reporting progress."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.enabled = enabled
+        self.graph = tqdm(total=total, desc="nodes", unit="node", disable=not enabled, leave=False)
+        self.step: Any = None
+        self.tqdm = tqdm
+
+    def __call__(self, event: Any) -> None:
+        if event.type == "executing" and event.data.get("node") is not None:
+            if "." not in event.data["node"]:
+                self.graph.update(1)
+            self.graph.set_postfix_str(event.data["node"])
+        elif event.type == "execution_cached":
+            self.graph.update(len([n for n in event.data["nodes"] if "." not in n]))
+        elif event.type == "progress" and self.enabled:
+            if self.step is None or self.step.total != event.data["max"]:
+                if self.step is not None:
+                    self.step.close()
+                self.step = self.tqdm(total=event.data["max"], desc=f"node {event.data['node']}", leave=False)
+            self.step.n = event.data["value"]
+            self.step.refresh()
+
+    def close(self) -> None:
+        if self.step is not None:
+            self.step.close()
+        self.graph.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .executor import Executor, Folders, Interrupted, NodeFailed, WorkflowFormatError, WorkflowInvalid
+    from .executor.workflow import load_workflow
+
+    try:
+        workflow = load_workflow(args.workflow)
+    except WorkflowFormatError as err:
+        _format_error(str(err), args.json)
+        return EXIT_INVALID
+    problems = apply_overrides(workflow.nodes, args.set or [])
+    if problems:
+        for p in problems:
+            _format_error(p, args.json)
+        return EXIT_INVALID
+    if args.set:
+        workflow.ui = None  # the editor layout no longer matches the overridden graph
+    data_dir = Path(args.data_dir)
+    folders = Folders(
+        input=Path(args.input_dir) if args.input_dir else data_dir / "input",
+        output=Path(args.output_dir) if args.output_dir else data_dir / "output",
+        temp=data_dir / "temp",
+        models=Path(args.models_dir) if args.models_dir else data_dir / "models",
+    )
+    try:
+        executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders)
+    except ValueError as err:
+        _format_error(str(err), args.json)
+        return EXIT_RUNTIME
+    issues = executor.validate(workflow, args.target)
+    if issues:
+        _print_issues(issues, args.json)
+        return EXIT_INVALID
+    progress = _Progress(len(workflow.nodes), enabled=not args.json and sys.stderr.isatty())
+    try:
+        result = executor.run(workflow, args.target, on_event=progress)
+    except WorkflowInvalid as err:
+        _print_issues(err.issues, args.json)
+        return EXIT_INVALID
+    except NodeFailed as err:
+        _format_error(str(err), args.json, node_id=err.node_id, class_type=err.class_type,
+                      exception_type=type(err.error).__name__)
+        return EXIT_RUNTIME
+    except (Interrupted, KeyboardInterrupt):
+        _format_error("interrupted", args.json)
+        return EXIT_RUNTIME
+    finally:
+        progress.close()
+    files = [
+        str(folders.output / img["subfolder"] / img["filename"]) if img.get("type") == "output"
+        else str(folders.temp / img["subfolder"] / img["filename"])
+        for ui in result.ui.values() for img in ui.get("images", [])
+    ]
+    if args.json:
+        print(json.dumps({
+            "ok": True, "prompt_id": result.prompt_id, "executed": result.executed,
+            "cached": result.cached, "files": files, "ui": result.ui,
+            "outputs": {n: [_summary(v) for v in outs] for n, outs in result.outputs.items()},
+        }, indent=2))
+    else:
+        print(f"executed {len(result.executed)} node(s), {len(result.cached)} from cache")
+        for node_id in args.target or []:
+            print(f"  node {node_id}: " + ", ".join(_summary(v) for v in result.outputs[node_id]))
+        for f in files:
+            print(f"wrote {f}")
+    return EXIT_OK
+
+
+def _summary(value: Any) -> Any:
+    """A JSON-friendly description of an output value."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__}{tuple(shape)}"
+    if isinstance(value, dict) and "samples" in value:
+        return f"LATENT{tuple(value['samples'].shape)}"
+    return type(value).__name__
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .executor import Executor, WorkflowFormatError
+    from .executor.workflow import load_workflow
+
+    try:
+        workflow = load_workflow(args.workflow)
+        issues = Executor(device="cpu").validate(workflow)
+    except WorkflowFormatError as err:
+        _format_error(str(err), args.json)
+        return EXIT_INVALID
+    if issues:
+        _print_issues(issues, args.json)
+        return EXIT_INVALID
+    print(json.dumps({"ok": True}) if args.json else f"{args.workflow}: valid ({len(workflow.nodes)} nodes)")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .executor import WorkflowFormatError
+    from .executor.workflow import load_workflow
+
+    try:
+        workflow = load_workflow(args.workflow)
+    except WorkflowFormatError as err:
+        _format_error(str(err), False)
+        return EXIT_INVALID
+    text = json.dumps(workflow.nodes, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from .executor.schema import object_info
+    from .nodes import default_registry
+
+    specs = sorted(default_registry().specs(), key=lambda s: (s.category, s.class_type))
+    if args.json:
+        print(json.dumps({s.class_type: object_info(s) for s in specs}, indent=2))
+        return EXIT_OK
+    for spec in specs:
+        ins = ", ".join(f"{n}: {s.type}" for n, s in spec.inputs.items())
+        outs = ", ".join(f"{o.name}: {o.type}" for o in spec.outputs) or "-"
+        print(f"{spec.class_type:<28} {spec.category:<28} ({ins}) -> ({outs})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentgraph", description="Typed node graphs for image generators.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workflow (API JSON, UI JSON or a PNG from LG_SaveImage)")
+    run.add_argument("workflow")
+    run.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
+    run.add_argument("--target", action="append", metavar="NODE_ID", help="also compute this node's outputs")
+    run.add_argument("--output-dir", help="where LG_SaveImage writes (default DATA_DIR/output)")
+    run.add_argument("--input-dir", help="where LG_LoadImage reads (default DATA_DIR/input)")
+    run.add_argument("--models-dir", help="where loaders look for weights (default DATA_DIR/models)")
+    run.add_argument("--data-dir", default=".", help="root of input/, output/, temp/, models/ (default .)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--cache-dir", help="keep expensive results on disk here for later runs")
+    run.add_argument("--json", action="store_true", help="print the result or the errors as JSON")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a workflow without running it")
+    val.add_argument("workflow")
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=cmd_validate)
+
+    conv = sub.add_parser("convert", help="convert a UI-format workflow (or a PNG) to the API format")
+    conv.add_argument("workflow")
+    conv.add_argument("-o", "--output", help="file to write (default: stdout)")
+    conv.set_defaults(func=cmd_convert)
+
+    nodes = sub.add_parser("nodes", help="list the installed nodes")
+    nodes.add_argument("--json", action="store_true", help="print the /object_info schema")
+    nodes.set_defaults(func=cmd_nodes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Output cache keyed by node signature: a byte-bounded LRU for values, a separate tier for
+models, and an optional disk tier (safetensors) that a later process can reuse.
+
+A cache entry is a node's whole result: its tuple of outputs and its UI payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_SMALL_OBJECT_BYTES = 64
+
+
+@dataclass(frozen=True)
+class Entry:
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any] | None = None
+
+
+def nbytes(value: Any, _seen: set[int] | None = None) -> int:
+    """Memory held by a value: tensors by their bytes, modules by parameters and buffers,
+    containers and dataclasses summed; anything else counts as a small object."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, int | float | bool | type(None)):
+        return _SMALL_OBJECT_BYTES
+    if isinstance(value, str | bytes):
+        return len(value) + _SMALL_OBJECT_BYTES
+    seen = _seen if _seen is not None else set()
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, torch.nn.Module):
+        return sum(nbytes(t, seen) for t in (*value.parameters(), *value.buffers()))
+    if isinstance(value, dict):
+        return sum(nbytes(v, seen) for v in value.values()) + _SMALL_OBJECT_BYTES
+    if isinstance(value, list | tuple | set | frozenset):
+        return sum(nbytes(v, seen) for v in value) + _SMALL_OBJECT_BYTES
+    if isinstance(value, Entry):
+        return nbytes(value.outputs, seen)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name), seen) for f in dataclasses.fields(value))
+    reported = getattr(value, "nbytes", None)
+    if isinstance(reported, int):
+        return reported
+    if hasattr(value, "__dict__"):
+        return sum(nbytes(v, seen) for v in vars(value).values()) + _SMALL_OBJECT_BYTES
+    return sys.getsizeof(value)
+
+
+def is_model(value: Any) -> bool:
+    """Models (and objects that say they hold one) live in the model tier."""
+    return isinstance(value, torch.nn.Module) or bool(getattr(value, "is_model", False))
+
+
+class ByteLRU:
+    """Least-recently-used map bounded by the bytes of its values. Thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[Entry, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, entry: Entry, size: int) -> list[Entry]:
+        """Store and evict down to the bound; returns what was evicted. A value larger than the
+        whole bound is not stored at all (it would only evict everything and then itself)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            if size > self.max_bytes:
+                return []
+            self._items[key] = (entry, size)
+            self.bytes += size
+            evicted = []
+            while self.bytes > self.max_bytes:
+                _, (gone, gone_size) = self._items.popitem(last=False)
+                self.bytes -= gone_size
+                evicted.append(gone)
+            return evicted
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def keys(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+
+class DiskCache:
+    """Tensor-valued results as safetensors files named by signature, bounded by total bytes.
+
+    A file is trusted only if it parses, its metadata names the exact signature it is filed
+    under and our format, and its layout rebuilds; anything else is ignored and removed.
+    """
+
+    FORMAT = "latentgraph-cache/1"
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{key}.safetensors"
+
+    def get(self, key: str, device: torch.device) -> Entry | None:
+        from safetensors import safe_open
+
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != self.FORMAT or meta.get("signature") != key:
+                    raise ValueError("foreign or misfiled cache file")
+                tensors = {name: f.get_tensor(name) for name in f.keys()}
+            layout = json.loads(meta["layout"])
+            outputs = tuple(_rebuild(item, tensors, device) for item in layout)
+            ui = json.loads(meta["ui"]) if meta.get("ui") else None
+        except Exception:  # a damaged file of any kind: never trusted
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recency for eviction
+        return Entry(outputs, ui)
+
+    def put(self, key: str, entry: Entry) -> bool:
+        """Persist if every output is tensors/plain data; returns whether it was written."""
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        try:
+            layout = [_flatten(v, tensors) for v in entry.outputs]
+            meta = {"format": self.FORMAT, "signature": key, "layout": json.dumps(layout),
+                    "ui": json.dumps(entry.ui) if entry.ui else ""}
+        except (TypeError, ValueError):
+            return False
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        if size > self.max_bytes:
+            return False
+        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, self._path(key))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._evict()
+        return True
+
+    def _evict(self) -> None:
+        files = sorted(self.dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        while files and total > self.max_bytes:
+            oldest = files.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink(missing_ok=True)
+
+
+def _flatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON layout of a value, moving its tensors into ``tensors``; TypeError if unsupported."""
+    if isinstance(value, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = value.detach().to("cpu").contiguous()
+        return {"tensor": name}
+    if value is None or isinstance(value, bool | int | float | str):
+        return {"value": value}
+    if isinstance(value, list | tuple):
+        return {"list" if isinstance(value, list) else "tuple": [_flatten(v, tensors) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: _flatten(v, tensors) for k, v in value.items()}}
+    raise TypeError(f"{type(value).__name__} is not stored in the disk cache")
+
+
+def _rebuild(item: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> Any:
+    (kind, payload), = item.items()
+    if kind == "tensor":
+        return tensors[payload].to(device)
+    if kind == "value":
+        return payload
+    if kind == "list":
+        return [_rebuild(v, tensors, device) for v in payload]
+    if kind == "tuple":
+        return tuple(_rebuild(v, tensors, device) for v in payload)
+    if kind == "dict":
+        return {k: _rebuild(v, tensors, device) for k, v in payload.items()}
+    raise ValueError(f"unknown layout kind {kind!r}")
+
+
+class OutputCache:
+    """The executor's cache: values tier, model tier, and the optional disk tier."""
+
+    def __init__(
+        self,
+        max_bytes: int,
+        model_bytes: int,
+        cache_dir: str | os.PathLike[str] | None = None,
+        disk_bytes: int = 0,
+    ) -> None:
+        self.values = ByteLRU(max_bytes)
+        self.models = ByteLRU(model_bytes)
+        self.disk = DiskCache(cache_dir, disk_bytes) if cache_dir is not None else None
+
+    def get(self, key: str) -> Entry | None:
+        return self.values.get(key) or self.models.get(key)
+
+    def get_from_disk(self, key: str, device: torch.device) -> Entry | None:
+        if self.disk is None:
+            return None
+        entry = self.disk.get(key, device)
+        if entry is not None:
+            self.put(key, entry)
+        return entry
+
+    def put(self, key: str, entry: Entry) -> None:
+        tier = self.models if any(is_model(v) for v in entry.outputs) else self.values
+        tier.put(key, entry, nbytes(entry))
+
+    def persist(self, key: str, entry: Entry) -> bool:
+        return self.disk.put(key, entry) if self.disk is not None else False
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values or key in self.models
+
+    def clear(self, models: bool = True) -> None:
+        self.values.clear()
+        if models:
+            self.models.clear()

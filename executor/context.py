@@ -1,0 +1,92 @@
+"""What a running node may ask of its host: device, folders, progress, interruption, events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class Interrupted(Exception):
+    """Raised inside a run when the user asked to stop it."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """An execution event, named and shaped as ComfyUI's WebSocket messages."""
+
+    type: str
+    data: dict[str, Any]
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where file nodes read and write; nodes never leave these folders."""
+
+    input: Path
+    output: Path
+    temp: Path
+    models: Path
+
+    @classmethod
+    def under(cls, root: str | Path) -> Folders:
+        root = Path(root)
+        return cls(root / "input", root / "output", root / "temp", root / "models")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but CUDA is not available")
+    return resolved
+
+
+@dataclass
+class RunState:
+    """Per-run data shared by all nodes of one execution."""
+
+    prompt_id: str
+    prompt: dict[str, Any]
+    ui_workflow: dict[str, Any] | None
+    emit: EventSink
+    interrupt: threading.Event
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Handed to each node instance as ``self.ctx``."""
+
+    device: torch.device
+    folders: Folders
+    run: RunState
+    node_id: str
+    class_type: str
+    executor_info: dict[str, Any]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype for models that allow half precision: fp16 on CUDA, fp32 on the CPU."""
+        return torch.float16 if self.device.type == "cuda" else torch.float32
+
+    def check_interrupted(self) -> None:
+        if self.run.interrupt.is_set():
+            raise Interrupted()
+
+    def progress(self, value: int, maximum: int, preview: Any = None) -> None:
+        """Report progress of a long node (and optionally an IMAGE preview); checks interruption."""
+        self.check_interrupted()
+        data: dict[str, Any] = {"value": value, "max": maximum, "prompt_id": self.run.prompt_id,
+                                "node": self.node_id}
+        if preview is not None:
+            data["preview"] = preview
+        self.run.emit(Event("progress", data))

@@ -1,0 +1,314 @@
+"""The caching DAG executor.
+
+A node's signature is a hash of (class_type, version, canonical literals, the signatures of the
+upstream outputs it reads, and the fingerprint of any file it reads). It is computed once per
+node from its parents, so a whole workflow costs one hash per node, and node ids never enter it:
+two workflows sharing a subgraph share its cache entries. Only what the requested outputs need is
+executed; a cached node's ancestors are not even looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cache import Entry, OutputCache
+from .context import Context, Event, EventSink, Folders, Interrupted, RunState, resolve_device
+from .node import Expand, NodeRegistry, ParentInput
+from .validate import Graph, GraphNode, Issue, WorkflowInvalid, validate
+from .workflow import Workflow, is_link, load_workflow
+
+GiB = 1 << 30
+
+
+class NodeFailed(Exception):
+    """A node raised while running. Names the node; the original exception is the cause."""
+
+    def __init__(self, node_id: str, class_type: str, error: BaseException, tb: str) -> None:
+        self.node_id = node_id
+        self.class_type = class_type
+        self.error = error
+        self.traceback = tb
+        super().__init__(f"node {node_id} ({class_type}) failed: {type(error).__name__}: {error}")
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    outputs: dict[str, tuple[Any, ...]]
+    ui: dict[str, dict[str, Any]]
+    executed: list[str]
+    cached: list[str]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _canonical(v)) for k, v in value.items()))
+    return value
+
+
+def signature(node: GraphNode, sigs: Mapping[str, str], fingerprint: Any = None) -> str:
+    literals = tuple(sorted((k, _canonical(v)) for k, v in node.literals.items()))
+    links = tuple(sorted((k, sigs[src], i) for k, (src, i) in node.links.items()))
+    key = (node.cls.class_type, node.cls.version, literals, links, fingerprint)
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one execution (never outlives it)."""
+
+    state: RunState
+    sigs: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Entry] = field(default_factory=dict)
+    out_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Evaluates workflows with a signature-keyed cache that persists between runs.
+
+    ``cache_bytes`` bounds the value tier, ``model_bytes`` the model tier; with ``cache_dir``,
+    results of nodes that took at least ``disk_min_seconds`` are also kept on disk (bounded by
+    ``disk_bytes``) for later processes.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "auto",
+        cache_bytes: int = 2 * GiB,
+        cache_dir: str | Path | None = None,
+        *,
+        model_bytes: int = 16 * GiB,
+        disk_bytes: int = 10 * GiB,
+        disk_min_seconds: float = 0.05,
+        registry: NodeRegistry | None = None,
+        folders: Folders | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        if registry is None:
+            from ..nodes import default_registry  # local: nodes sit above the executor
+
+            registry = default_registry()
+        self.registry = registry
+        self.device = resolve_device(device)
+        self.cache = OutputCache(cache_bytes, model_bytes, cache_dir, disk_bytes)
+        self.disk_min_seconds = disk_min_seconds
+        self.folders = folders or Folders.under(Path.cwd())
+        self.on_event = on_event
+        self._interrupt = threading.Event()
+        self._lock = threading.Lock()
+        from .. import __version__
+
+        self.info = {"latentgraph": __version__, "torch": torch.__version__, "device": str(self.device)}
+
+    # --- public API ----------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Stop the current run at the next node boundary or progress report."""
+        self._interrupt.set()
+
+    def validate(self, workflow: Any, targets: Iterable[str] | None = None) -> list[Issue]:
+        wf = load_workflow(workflow, self.registry)
+        return validate(wf.nodes, self.registry, targets or ())[1]
+
+    def run(
+        self,
+        workflow: Workflow | Mapping[str, Any] | str | Path,
+        targets: Iterable[str] | None = None,
+        *,
+        prompt_id: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """Validate, then execute what the output nodes and ``targets`` need.
+
+        Raises :class:`WorkflowInvalid` (nothing ran), :class:`NodeFailed` or
+        :class:`Interrupted`; the cache stays consistent in every case.
+        """
+        wf = load_workflow(workflow, self.registry)
+        wanted = [str(t) for t in targets or ()]
+        graph, issues = validate(wf.nodes, self.registry, wanted)
+        if graph is None:
+            raise WorkflowInvalid(issues)
+        sink = on_event or self.on_event or (lambda event: None)
+        prompt_id = prompt_id or str(uuid.uuid4())
+        with self._lock:
+            self._interrupt.clear()
+            run = _Run(RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt))
+            wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted]
+            self._emit(run, "execution_start", {"timestamp": _now_ms()})
+            try:
+                self._execute(graph, wanted, run, parent=None)
+            except Interrupted:
+                self._emit(run, "execution_interrupted", {
+                    "node_id": run.state.extra.get("node_id"), "node_type": run.state.extra.get("class_type"),
+                    "executed": run.executed, "timestamp": _now_ms()})
+                raise
+            self._emit(run, "executing", {"node": None})
+            self._emit(run, "execution_success", {"timestamp": _now_ms()})
+        return RunResult(
+            prompt_id=prompt_id,
+            outputs={n: run.values[n].outputs for n in wanted},
+            ui={n: run.values[n].ui for n in wanted if run.values[n].ui},
+            executed=run.executed,
+            cached=run.cached,
+        )
+
+    async def stream(
+        self, workflow: Any, targets: Iterable[str] | None = None, *, prompt_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Run in a worker thread and yield its events as they happen; re-raises its error."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        def sink(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def work() -> RunResult:
+            try:
+                return self.run(workflow, targets, prompt_id=prompt_id, on_event=sink)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(None, work)
+        while (event := await queue.get()) is not None:
+            yield event
+        await future
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _emit(self, run: _Run, kind: str, data: dict[str, Any]) -> None:
+        run.state.emit(Event(kind, {**data, "prompt_id": run.state.prompt_id}))
+
+    def _sign(self, graph: Graph, run: _Run) -> None:
+        for node_id in graph.order:
+            node = graph.nodes[node_id]
+            fp = node.cls.fingerprint(node.literals, self.folders) if node.cls.spec.reads_files else None
+            run.sigs[node_id] = signature(node, run.sigs, fp)
+            run.out_types[node_id] = node.cls.spec.output_types
+
+    def _plan(self, graph: Graph, wanted: list[str], run: _Run) -> list[str]:
+        """Nodes to execute: the wanted ones and their ancestors, stopping at cache hits."""
+        needed: set[str] = set()
+        stack = [n for n in wanted if n in graph.nodes]
+        while stack:
+            node_id = stack.pop()
+            if node_id in needed or node_id in run.values:
+                continue
+            entry = self.cache.get(run.sigs[node_id])
+            if entry is None and graph.nodes[node_id].cls.spec.output_node is False:
+                entry = self.cache.get_from_disk(run.sigs[node_id], self.device)
+            if entry is not None:
+                run.values[node_id] = entry  # held for this run, whatever the cache evicts
+                run.cached.append(node_id)
+                continue
+            needed.add(node_id)
+            stack.extend(src for src, _ in graph.nodes[node_id].links.values() if src in graph.nodes)
+        return [n for n in graph.order if n in needed]
+
+    def _execute(self, graph: Graph, wanted: list[str], run: _Run, parent: str | None) -> None:
+        self._sign(graph, run)
+        first_cached = len(run.cached)
+        todo = self._plan(graph, wanted, run)
+        if run.cached[first_cached:]:
+            self._emit(run, "execution_cached", {"nodes": run.cached[first_cached:], "timestamp": _now_ms()})
+        for done, node_id in enumerate(todo):
+            if self._interrupt.is_set():
+                raise Interrupted()
+            self._execute_node(graph.nodes[node_id], run)
+            if parent is not None:
+                self._emit(run, "progress", {"value": done + 1, "max": len(todo), "node": parent})
+
+    def _execute_node(self, node: GraphNode, run: _Run) -> None:
+        spec = node.cls.spec
+        run.state.extra.update(node_id=node.id, class_type=spec.class_type)
+        display = node.id.split(".", 1)[0]
+        self._emit(run, "executing", {"node": node.id, "display_node": display})
+        kwargs = dict(node.literals)
+        for name, (src, index) in node.links.items():
+            kwargs[name] = run.values[src].outputs[index]
+        ctx = Context(self.device, self.folders, run.state, node.id, spec.class_type, self.info)
+        instance = node.cls(ctx)
+        started = time.perf_counter()
+        try:
+            result = instance.run(node.cls.In.model_construct(**kwargs))
+            if isinstance(result, Expand):
+                outputs = self._expand(node, result, run)
+            else:
+                outputs = _as_outputs(result, node.cls)
+        except Interrupted:
+            raise
+        except NodeFailed:
+            raise  # from inside an expansion: already reported with the inner node's name
+        except Exception as err:
+            tb = traceback.format_exc()
+            self._emit(run, "execution_error", {
+                "node_id": node.id, "node_type": spec.class_type, "executed": list(run.executed),
+                "exception_message": str(err), "exception_type": type(err).__name__,
+                "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": {},
+                "timestamp": _now_ms()})
+            raise NodeFailed(node.id, spec.class_type, err, tb) from err
+        elapsed = time.perf_counter() - started
+        entry = Entry(outputs, instance.ui)
+        key = run.sigs[node.id]
+        self.cache.put(key, entry)
+        if elapsed >= self.disk_min_seconds and node.cls.disk_cacheable and not spec.output_node:
+            self.cache.persist(key, entry)
+        run.values[node.id] = entry
+        run.executed.append(node.id)
+        if instance.ui:
+            self._emit(run, "executed", {"node": node.id, "display_node": display, "output": instance.ui})
+
+    def _expand(self, parent: GraphNode, expansion: Expand, run: _Run) -> tuple[Any, ...]:
+        """Run a node's returned subgraph in its place; its nodes cache by signature as usual."""
+        prefix = parent.id + "."
+        nodes: dict[str, dict[str, Any]] = {}
+        for local_id, call in expansion.nodes.items():
+            inputs: dict[str, Any] = {}
+            for name, value in call.get("inputs", {}).items():
+                if isinstance(value, ParentInput):
+                    if value.name in parent.links:
+                        inputs[name] = list(parent.links[value.name])
+                    else:
+                        literal = parent.literals.get(value.name)
+                        inputs[name] = {"__value__": literal} if isinstance(literal, list) else literal
+                elif is_link(value):
+                    inputs[name] = [prefix + str(value[0]), value[1]]
+                else:
+                    inputs[name] = value
+            nodes[prefix + str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
+        graph, issues = validate(nodes, self.registry, require_output=False, known_outputs=run.out_types)
+        if graph is None:
+            raise ValueError("the node expanded into an invalid subgraph:\n" + "\n".join(f"  - {i}" for i in issues))
+        outputs = [(prefix + str(local_id), index) for local_id, index in expansion.outputs]
+        self._execute(graph, [node_id for node_id, _ in outputs], run, parent=parent.id)
+        run.state.extra.update(node_id=parent.id, class_type=parent.cls.class_type)
+        return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
+
+
+def _as_outputs(result: Any, cls: Any) -> tuple[Any, ...]:
+    names = [o.name for o in cls.spec.outputs]
+    if isinstance(result, cls.Out):
+        return tuple(getattr(result, n) for n in names)
+    if isinstance(result, tuple) and len(result) == len(names):
+        return result
+    if result is None and not names:
+        return ()
+    raise TypeError(f"run() returned {type(result).__name__}; expected {cls.__name__}.Out")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,140 @@
+"""From a node declaration to ComfyUI's shapes: the ``/object_info`` entry and a classic node
+class (INPUT_TYPES, RETURN_TYPES, FUNCTION, ...) so the same node pack loads inside ComfyUI."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from .context import Context as NodeContext
+from .context import Event, Folders, RunState, resolve_device
+from .node import Expand, InputSpec, Node, NodeSpec
+from .types import COMBO
+
+
+def input_options(spec: InputSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if spec.has_default and spec.default is not None:
+        options["default"] = spec.default
+    if spec.ge is not None:
+        options["min"] = spec.ge
+    if spec.le is not None:
+        options["max"] = spec.le
+    if spec.tooltip:
+        options["tooltip"] = spec.tooltip
+    options.update(spec.hints)
+    return options
+
+
+def input_entry(spec: InputSpec) -> tuple[Any, ...]:
+    """``(TYPE, options)``; a combo's TYPE is its list of choices, as ComfyUI writes it."""
+    kind: Any = list(spec.socket.choices or ()) if spec.type == COMBO else spec.type
+    options = input_options(spec)
+    return (kind, options) if options else (kind,)
+
+
+def object_info(spec: NodeSpec, python_module: str = "latentgraph") -> dict[str, Any]:
+    required = {n: input_entry(s) for n, s in spec.inputs.items() if s.required}
+    optional = {n: input_entry(s) for n, s in spec.inputs.items() if not s.required}
+    inputs: dict[str, Any] = {"required": required}
+    if optional:
+        inputs["optional"] = optional
+    return {
+        "input": inputs,
+        "input_order": {"required": list(required), **({"optional": list(optional)} if optional else {})},
+        "output": [o.type for o in spec.outputs],
+        "output_is_list": [False for _ in spec.outputs],
+        "output_name": [o.name for o in spec.outputs],
+        "output_tooltips": [o.tooltip or "" for o in spec.outputs],
+        "name": spec.class_type,
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "python_module": python_module,
+        "category": spec.category,
+        "output_node": spec.output_node,
+        "deprecated": spec.deprecated,
+        "experimental": False,
+    }
+
+
+class _HostContext:
+    """The executor-side services a node needs, when ComfyUI (not our executor) runs it."""
+
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
+        self.interrupt = threading.Event()
+
+    def context(self, node_cls: type[Node]) -> NodeContext:
+        state = RunState(str(uuid.uuid4()), {}, None, _report_progress, self.interrupt)
+        return NodeContext(resolve_device("auto"), self.folders, state, "comfy", node_cls.class_type, {})
+
+
+def _report_progress(event: Event) -> None:
+    if event.type != "progress":
+        return
+    try:  # ComfyUI's progress bar, when we are loaded inside ComfyUI
+        from comfy.utils import ProgressBar  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    ProgressBar(event.data["max"]).update_absolute(event.data["value"], event.data["max"])
+
+
+def comfy_class(node_cls: type[Node], host: _HostContext) -> type:
+    """A ComfyUI classic node class wrapping a latentgraph node.
+
+    Expansion is returned in ComfyUI's ``{"result": ..., "expand": ...}`` form; links to the
+    expanding node's own inputs are resolved to the values ComfyUI passed in.
+    """
+    spec = node_cls.spec
+
+    def INPUT_TYPES(cls: type) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
+        info = object_info(spec)
+        return {k: {n: tuple(v) for n, v in section.items()} for k, section in info["input"].items()}
+
+    def execute(self: Any, **kwargs: Any) -> Any:
+        node = node_cls(host.context(node_cls))
+        result = node.run(node_cls.In.model_construct(**_with_defaults(spec, kwargs)))
+        if isinstance(result, Expand):
+            return _comfy_expansion(result, kwargs)
+        outputs = tuple(getattr(result, o.name) for o in spec.outputs) if result is not None else ()
+        return {"ui": node.ui, "result": outputs} if node.ui else outputs
+
+    attrs: dict[str, Any] = {
+        "INPUT_TYPES": classmethod(INPUT_TYPES),
+        "RETURN_TYPES": tuple(o.type for o in spec.outputs),
+        "RETURN_NAMES": tuple(o.name for o in spec.outputs),
+        "OUTPUT_TOOLTIPS": tuple(o.tooltip or "" for o in spec.outputs),
+        "FUNCTION": "execute",
+        "CATEGORY": spec.category,
+        "DESCRIPTION": spec.description,
+        "OUTPUT_NODE": spec.output_node,
+        "DEPRECATED": spec.deprecated,
+        "execute": execute,
+        "latentgraph_node": node_cls,
+    }
+    if spec.reads_files:
+        def IS_CHANGED(cls: type, **kwargs: Any) -> str:  # noqa: N802 - ComfyUI's name
+            return repr(node_cls.fingerprint(_with_defaults(spec, kwargs), host.folders))
+
+        attrs["IS_CHANGED"] = classmethod(IS_CHANGED)
+    return type(spec.class_type, (), attrs)
+
+
+def _with_defaults(spec: NodeSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    full = {n: s.default for n, s in spec.inputs.items() if s.has_default}
+    full.update(kwargs)
+    return full
+
+
+def _comfy_expansion(expansion: Expand, parent_inputs: dict[str, Any]) -> dict[str, Any]:
+    """ComfyUI links expanded nodes by id; parent inputs become literal values it passes through."""
+    from .node import ParentInput
+
+    graph = {}
+    for local_id, call in expansion.nodes.items():
+        inputs = {}
+        for name, value in call.get("inputs", {}).items():
+            inputs[name] = parent_inputs.get(value.name) if isinstance(value, ParentInput) else value
+        graph[str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
+    return {"result": tuple([str(n), i] for n, i in expansion.outputs), "expand": graph}

@@ -1,0 +1,301 @@
+"""Validation of a whole workflow before anything runs; every problem is reported at once.
+
+The same pass produces the :class:`Graph` the executor runs: literals coerced, defaults filled,
+links resolved, nodes in topological order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import networkx as nx
+from pydantic import ValidationError
+
+from .literals import coerce_cached
+from .node import Node, NodeRegistry
+from .types import accepts
+from .workflow import NodeCall, is_link
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One validation problem, in the structured form every host renders from."""
+
+    node_id: str | None
+    class_type: str | None
+    input: str | None
+    type: str
+    message: str
+    expected: Any = None
+    received: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"node {self.node_id} ({self.class_type})" if self.node_id else "workflow"
+        if self.input:
+            where += f", input '{self.input}'"
+        return f"{where}: {self.message}"
+
+
+class WorkflowInvalid(Exception):
+    """Raised by the executor when validation found problems; carries all of them."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__(f"{len(issues)} problem(s) in the workflow:\n" + "\n".join(f"  - {i}" for i in issues))
+
+
+@dataclass
+class GraphNode:
+    """A validated node: its class, coerced literals and resolved links."""
+
+    id: str
+    cls: type[Node]
+    literals: dict[str, Any]
+    links: dict[str, tuple[str, int]]
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, GraphNode]
+    order: list[str]  # topological
+
+
+def _literal_list(value: Any) -> Any:
+    """``{"__value__": [...]}`` is ComfyUI's escape for a literal list."""
+    if type(value) is dict and set(value) == {"__value__"}:
+        return value["__value__"]
+    return value
+
+
+def validate(
+    nodes: Mapping[str, Mapping[str, Any]],
+    registry: NodeRegistry,
+    targets: Iterable[str] = (),
+    *,
+    require_output: bool = True,
+    known_outputs: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[Graph | None, list[Issue]]:
+    """Check every node, input, link and literal; return the runnable graph or all issues.
+
+    ``known_outputs`` maps ids outside ``nodes`` (the enclosing graph, for expansions) to their
+    output types, so links may point there.
+    """
+    issues: list[Issue] = []
+    add = issues.append
+    graph_nodes: dict[str, GraphNode] = {}
+    known_outputs = known_outputs or {}
+
+    def output_types(node_id: str) -> tuple[str, ...] | None:
+        call = nodes.get(node_id)
+        if call is not None:
+            cls = registry.get(call.get("class_type")) if isinstance(call, Mapping) else None
+            return cls.spec.output_types if cls else None
+        return known_outputs.get(node_id)
+
+    for node_id, call in nodes.items():
+        class_type = call.get("class_type") if isinstance(call, Mapping) else None
+        raw_inputs = call.get("inputs", {}) if isinstance(call, Mapping) else None
+        if type(class_type) is not str or type(raw_inputs) is not dict:
+            _structure_issues(node_id, call, add)
+            continue
+        cls = registry.get(class_type)
+        if cls is None:
+            add(Issue(node_id, class_type, None, "unknown_class_type",
+                      f"no node named '{class_type}' is installed", None, class_type))
+            continue
+        spec = cls.spec
+        literals: dict[str, Any] = {}
+        links: dict[str, tuple[str, int]] = {}
+        for name, value in raw_inputs.items():
+            in_spec = spec.inputs.get(name)
+            if in_spec is None:
+                add(Issue(node_id, class_type, name, "unknown_input",
+                          f"'{class_type}' has no input '{name}'", sorted(spec.inputs), name))
+                continue
+            if is_link(value):
+                src, index = str(value[0]), value[1]
+                types = output_types(src)
+                if types is None:
+                    if src in nodes or src in known_outputs:
+                        continue  # the source node is itself broken and reported on its own
+                    add(Issue(node_id, class_type, name, "missing_node",
+                              f"links to node '{src}', which is not in the workflow", None, value))
+                    continue
+                if not 0 <= index < len(types):
+                    add(Issue(node_id, class_type, name, "bad_output_index",
+                              f"links to output {index} of node '{src}', which has {len(types)} output(s)",
+                              f"0..{len(types) - 1}", index))
+                    continue
+                if not accepts(in_spec.type, types[index]):
+                    add(Issue(node_id, class_type, name, "return_type_mismatch",
+                              f"expects {in_spec.type} but is linked to a {types[index]} output",
+                              in_spec.type, types[index]))
+                    continue
+                links[name] = (src, index)
+                continue
+            coerced, problem = coerce_cached(in_spec, _literal_list(value))
+            if problem is not None:
+                expected: Any = in_spec.type
+                if in_spec.socket.choices is not None:
+                    expected = list(in_spec.socket.choices)
+                elif in_spec.ge is not None or in_spec.le is not None:
+                    expected = {"type": in_spec.type, "min": in_spec.ge, "max": in_spec.le}
+                add(Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value)))
+                continue
+            literals[name] = coerced
+        for name, in_spec in spec.inputs.items():
+            if name in links or name in literals or name in raw_inputs:
+                continue
+            if in_spec.has_default:
+                literals[name] = in_spec.default
+            elif in_spec.socket.is_widget:
+                add(Issue(node_id, class_type, name, "required_input_missing",
+                          f"required input '{name}' has no value", in_spec.type, None))
+            else:
+                add(Issue(node_id, class_type, name, "required_input_missing",
+                          f"required input '{name}' is not linked to a {in_spec.type} output",
+                          in_spec.type, None))
+        graph_nodes[node_id] = GraphNode(node_id, cls, literals, links)
+
+    order, cycle_members = _toposort(graph_nodes)
+    if cycle_members:
+        digraph = nx.DiGraph()
+        digraph.add_edges_from(
+            (src, n.id) for n in graph_nodes.values() for src, _ in n.links.values() if src in graph_nodes
+        )
+        for cycle in nx.simple_cycles(digraph):
+            path = " -> ".join([*cycle, cycle[0]])
+            for node_id in cycle:
+                add(Issue(node_id, graph_nodes[node_id].cls.class_type, None, "dependency_cycle",
+                          f"is part of a cycle: {path}", "an acyclic graph", path))
+            break  # one cycle names the problem; listing every cycle can be exponential
+
+    targets = [str(t) for t in targets]
+    for target in targets:
+        if target not in nodes:
+            add(Issue(target, None, None, "missing_node", f"requested node '{target}' is not in the workflow"))
+    if require_output and not targets and not any(
+        n.cls.spec.output_node for n in graph_nodes.values()
+    ) and not any(i.type == "unknown_class_type" for i in issues):
+        add(Issue(None, None, None, "prompt_no_outputs",
+                  "the workflow has no output node (such as LG_SaveImage) and no requested nodes",
+                  "at least one output node", None))
+    if issues:
+        return None, issues
+    return Graph(graph_nodes, order), []
+
+
+def _toposort(nodes: dict[str, GraphNode]) -> tuple[list[str], set[str]]:
+    """Depth-first post-order from each node in workflow order (deterministic); nodes reached
+    again while still on the stack are on a cycle, and are returned for reporting."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: placed
+    order: list[str] = []
+    on_cycle: set[str] = set()
+    for start in nodes:
+        if start in state:
+            continue
+        stack = [(start, iter(nodes[start].links.values()))]
+        state[start] = 1
+        while stack:
+            node_id, parents = stack[-1]
+            for src, _ in parents:
+                if src not in nodes:
+                    continue
+                seen = state.get(src)
+                if seen is None:
+                    state[src] = 1
+                    stack.append((src, iter(nodes[src].links.values())))
+                    break
+                if seen == 1:
+                    on_cycle.add(src)
+            else:
+                stack.pop()
+                state[node_id] = 2
+                order.append(node_id)
+    if on_cycle:
+        order = [n for n in order if n not in on_cycle]
+    return order, on_cycle
+
+
+def _structure_issues(node_id: str, call: Any, add: Any) -> None:
+    if not isinstance(call, Mapping) or "__malformed__" in call:
+        received = call.get("__malformed__") if isinstance(call, Mapping) else call
+        add(Issue(node_id, None, None, "invalid_prompt",
+                  "a node must be an object with 'class_type' and 'inputs'",
+                  "{class_type, inputs}", _jsonable(received)))
+        return
+    try:
+        NodeCall.model_validate(call)
+    except ValidationError as err:
+        for e in err.errors():
+            field = ".".join(str(p) for p in e["loc"])
+            add(Issue(node_id, None, field, "invalid_prompt", f"'{field}': {e['msg']}",
+                      "class_type: string, inputs: object", _jsonable(e.get("input"))))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def node_errors(issues: list[Issue], nodes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Render issues in the shape of ComfyUI's ``POST /prompt`` error response."""
+    by_node: dict[str, Any] = {}
+    general: list[Issue] = []
+    for issue in issues:
+        if issue.node_id is None or (nodes is not None and issue.node_id not in nodes):
+            general.append(issue)
+            continue
+        entry = by_node.setdefault(issue.node_id, {
+            "errors": [], "dependent_outputs": [], "class_type": issue.class_type,
+        })
+        entry["errors"].append({
+            "type": issue.type,
+            "message": issue.message,
+            "details": f"{issue.input}: {issue.message}" if issue.input else issue.message,
+            "extra_info": {
+                "input_name": issue.input,
+                "input_config": issue.expected,
+                "received_value": issue.received,
+            },
+        })
+    if nodes is not None:
+        _fill_dependent_outputs(by_node, nodes)
+    if general:
+        first = general[0]
+        error = {"type": first.type, "message": first.message,
+                 "details": "; ".join(i.message for i in general[1:]), "extra_info": {}}
+    else:
+        error = {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                 "details": "", "extra_info": {}}
+    return {"error": error, "node_errors": by_node}
+
+
+def _fill_dependent_outputs(by_node: dict[str, Any], nodes: Mapping[str, Any]) -> None:
+    """For each broken node, the output nodes downstream of it (as ComfyUI lists them)."""
+    children: dict[str, list[str]] = {}
+    for node_id, call in nodes.items():
+        inputs = call.get("inputs", {}) if isinstance(call, Mapping) else {}
+        for value in inputs.values() if isinstance(inputs, Mapping) else ():
+            if is_link(value):
+                children.setdefault(str(value[0]), []).append(node_id)
+    for node_id, entry in by_node.items():
+        seen, stack = set(), [node_id]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            stack.extend(children.get(current, []))
+        leaves = [n for n in seen if not children.get(n)]
+        entry["dependent_outputs"] = sorted(leaves)
