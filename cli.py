@@ -91,7 +91,14 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executor import Executor, Folders, Interrupted, NodeFailed, WorkflowFormatError, WorkflowInvalid
+    from .executor import (
+        Executor,
+        Folders,
+        Interrupted,
+        NodeFailed,
+        WorkflowFormatError,
+        WorkflowInvalid,
+    )
     from .executor.workflow import load_workflow
 
     try:

@@ -1,0 +1,132 @@
+"""The CLI's exit codes and output, and the PNG metadata round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from latentgraph.cli import main
+from latentgraph.executor import load_workflow
+from latentgraph.executor.workflow import api_to_ui
+from latentgraph.nodes import default_registry
+from PIL import Image
+
+GRAPHS = Path(__file__).resolve().parents[2] / "graphs"
+
+
+def write(tmp_path: Path, graph: dict, name="wf.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(graph))
+    return str(path)
+
+
+def image_graph(color=0x336699, prefix="t"):
+    return {
+        "1": {"class_type": "LG_EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 1, "color": color}},
+        "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    }
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_run_writes_png_with_workflow_and_provenance(tmp_path, capsys):
+    code = run_cli("run", write(tmp_path, image_graph()), "--data-dir", str(tmp_path), "--device", "cpu")
+    assert code == 0
+    png = tmp_path / "output" / "t_00001_.png"
+    with Image.open(png) as img:
+        assert img.size == (16, 8) and img.getpixel((0, 0)) == (0x33, 0x66, 0x99)
+        text = img.text
+    assert json.loads(text["prompt"]) == image_graph()
+    ui = json.loads(text["workflow"])
+    assert {n["type"] for n in ui["nodes"]} == {"LG_EmptyImage", "LG_SaveImage"}
+    meta = json.loads(text["latentgraph"])
+    assert meta["nodes"] == {"LG_EmptyImage": "1.0.0", "LG_SaveImage": "1.0.0"}
+    assert {"version", "torch", "device", "dtype"} <= set(meta)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_run_from_png_with_override(tmp_path, capsys):
+    assert run_cli("run", write(tmp_path, image_graph()), "--data-dir", str(tmp_path)) == 0
+    png = str(tmp_path / "output" / "t_00001_.png")
+    capsys.readouterr()
+    assert run_cli("run", png, "--data-dir", str(tmp_path), "--set", "1.color=255", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["executed"] == ["1", "2"] and out["files"][0].endswith("t_00002_.png")
+    with Image.open(tmp_path / "output" / "t_00002_.png") as img:
+        assert img.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_load_workflow_reads_api_ui_and_png(tmp_path):
+    api = image_graph()
+    ui = api_to_ui(api, default_registry())
+    assert load_workflow(api).nodes == api
+    from_ui = load_workflow(write(tmp_path, ui, "ui.json")).nodes
+    assert {k: v["inputs"] for k, v in from_ui.items()} == {k: v["inputs"] for k, v in api.items()}
+    assert run_cli("run", write(tmp_path, api), "--data-dir", str(tmp_path)) == 0
+    assert load_workflow(tmp_path / "output" / "t_00001_.png").nodes == api
+
+
+def test_validation_errors_exit_2_and_list_every_problem(tmp_path, capsys):
+    graph = image_graph()
+    graph["1"]["inputs"].update(width=0, height="tall")
+    code = run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--json")
+    assert code == 2
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert sorted(e["input"] for e in errors) == ["height", "width"]
+    assert run_cli("validate", write(tmp_path, graph)) == 2
+    assert "2 problem(s)" in capsys.readouterr().err
+
+
+def test_runtime_error_exits_1_naming_the_node(tmp_path, capsys):
+    graph = {
+        "1": {"class_type": "LG_FloatMath", "inputs": {"a": 1.0, "b": 0.0, "op": "div"}},
+        "2": {"class_type": "LG_FloatMath", "inputs": {"a": ["1", 0], "b": 1.0}},
+    }
+    code = run_cli("run", write(tmp_path, graph), "--target", "2", "--data-dir", str(tmp_path), "--json")
+    assert code == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["node_id"] == "1" and out["class_type"] == "LG_FloatMath"
+    assert "input 'b': division by zero" in out["error"]
+
+
+@pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b"\x89PNG\r\n\x1a\ngarbage", b'"text"'])
+def test_validate_rejects_files_that_are_not_workflows(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    assert run_cli("validate", str(path)) == 2
+
+
+def test_bad_override_exits_2(tmp_path):
+    assert run_cli("run", write(tmp_path, image_graph()), "--set", "nope") == 2
+    assert run_cli("run", write(tmp_path, image_graph()), "--set", "9.value=1") == 2
+
+
+def test_convert_and_nodes(tmp_path, capsys):
+    ui = api_to_ui(image_graph(), default_registry())
+    out = tmp_path / "api.json"
+    assert run_cli("convert", write(tmp_path, ui, "ui.json"), "-o", str(out)) == 0
+    assert json.loads(out.read_text())["2"]["class_type"] == "LG_SaveImage"
+    assert run_cli("nodes", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["LG_SaveImage"]["output_node"] is True
+
+
+def test_shipped_core_graph_runs(tmp_path):
+    assert run_cli("run", str(GRAPHS / "core_demo.json"), "--data-dir", str(tmp_path)) == 0
+    assert list((tmp_path / "output").glob("core_demo_*.png"))
+
+
+def test_load_image_stays_inside_input_folder(tmp_path, capsys):
+    (tmp_path / "input").mkdir()
+    Image.new("RGBA", (4, 4), (255, 0, 0, 128)).save(tmp_path / "input" / "red.png")
+    graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": "red.png"}},
+             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+    assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
+    capsys.readouterr()
+    for bad in ("../wf.json", "/etc/passwd", "..%2fwf.json", "sub\\..\\x.png"):
+        graph["1"]["inputs"]["image"] = bad
+        assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--json") == 1
+        assert "input 'image'" in json.loads(capsys.readouterr().out)["error"]

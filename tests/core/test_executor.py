@@ -1,0 +1,261 @@
+"""Executor semantics: caching by signature, eviction, disk tier, expansion, errors, interrupts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from latentgraph.executor import Executor, Interrupted, NodeFailed, WorkflowInvalid
+from nodes_for_tests import RUNS, Progress, registry
+
+
+@pytest.fixture(autouse=True)
+def clear_runs():
+    RUNS.clear()
+
+
+@pytest.fixture
+def ex(make_executor) -> Executor:
+    return make_executor(registry=registry())
+
+
+def chain(builder, n=5, value=1.0, size=4):
+    node = builder.node("LG_TestTensor", id="t", value=value, size=size)
+    for i in range(n):
+        node = builder.node("LG_TestAdd", id=f"a{i}", latent=node, amount=float(i))
+    builder.node("LG_TestOutput", id="out", latent=node)
+    return builder.build()
+
+
+def test_rerun_executes_nothing(ex, builder):
+    graph = chain(builder)
+    first = ex.run(graph)
+    assert first.executed == ["t", "a0", "a1", "a2", "a3", "a4", "out"]
+    assert first.ui["out"] == {"sum": [4 * (1.0 + 0 + 1 + 2 + 3 + 4)]}
+    again = ex.run(graph)
+    assert again.executed == [] and again.cached == ["out"]
+    assert again.ui == first.ui
+
+
+def test_changing_one_literal_executes_exactly_its_descendants(ex, builder):
+    graph = chain(builder)
+    ex.run(graph)
+    graph["a2"]["inputs"]["amount"] = 10.0
+    result = ex.run(graph)
+    assert result.executed == ["a2", "a3", "a4", "out"]
+
+
+def test_only_what_targets_need_runs(ex, builder):
+    graph = chain(builder)
+    graph["side"] = {"class_type": "LG_TestTensor", "inputs": {"value": 9.0}}
+    result = ex.run(graph, targets=["a1"])
+    assert "side" not in result.executed and "out" in result.executed
+    assert torch.equal(result.outputs["a1"][0]["samples"], torch.full((4,), 2.0))
+
+
+def test_signatures_do_not_depend_on_node_ids(ex, builder):
+    ex.run(chain(builder))
+    renamed = {f"x{k}": v for k, v in json.loads(json.dumps(chain(type(builder)()))).items()}
+    for call in renamed.values():
+        for name, value in call["inputs"].items():
+            if isinstance(value, list):
+                call["inputs"][name] = [f"x{value[0]}", value[1]]
+    assert ex.run(renamed).executed == []
+
+
+def test_defaults_and_explicit_values_share_a_signature(ex, builder):
+    builder.node("LG_TestTensor", id="t", value=0.0)
+    builder.node("LG_TestOutput", id="o", latent=builder.nodes and ["t", 0])
+    ex.run(builder.build())
+    explicit = builder.build()
+    explicit["t"]["inputs"]["size"] = 4
+    assert ex.run(explicit).executed == []
+
+
+def test_byte_bound_evicts_least_recently_used(make_executor, builder):
+    # Each tensor is 1000 float32 = 4000 bytes; room for about two of them.
+    ex = make_executor(registry=registry(), cache_bytes=9000)
+    for value in (1.0, 2.0, 3.0):
+        g = type(builder)()
+        g.node("LG_TestTensor", id="t", value=value, size=1000)
+        ex.run(g.build(), targets=["t"])
+    assert ex.cache.values.bytes <= 9000
+    g = type(builder)()
+    g.node("LG_TestTensor", id="t", value=1.0, size=1000)
+    assert ex.run(g.build(), targets=["t"]).executed == ["t"]  # the oldest was evicted
+    g = type(builder)()
+    g.node("LG_TestTensor", id="t", value=3.0, size=1000)
+    assert ex.run(g.build(), targets=["t"]).executed == []  # the newest was kept
+
+
+def test_a_value_larger_than_the_cache_is_still_returned(make_executor, builder):
+    ex = make_executor(registry=registry(), cache_bytes=100)
+    graph = chain(builder, size=1000)
+    result = ex.run(graph, targets=["a4"])
+    assert result.outputs["a4"][0]["samples"].shape == (1000,)
+
+
+DISK_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from nodes_for_tests import registry
+from latentgraph.executor import Executor, Folders
+ex = Executor(device="cpu", cache_dir={cache!r}, disk_min_seconds=0.0, registry=registry(),
+              folders=Folders.under({root!r}))
+graph = json.loads({graph!r})
+r = ex.run(graph, targets=["a4"])
+print(json.dumps({{"executed": r.executed, "value": r.outputs["a4"][0]["samples"].tolist()}}))
+"""
+
+
+def _in_new_process(tmp_path: Path, graph: dict) -> dict:
+    script = DISK_SCRIPT.format(tests=str(Path(__file__).parent), cache=str(tmp_path / "cache"),
+                                root=str(tmp_path), graph=json.dumps(graph))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_disk_tier_is_reused_by_a_later_process(tmp_path, builder):
+    graph = chain(builder)
+    first = _in_new_process(tmp_path, graph)
+    assert len(first["executed"]) == 7
+    second = _in_new_process(tmp_path, graph)
+    # Output nodes are never restored from disk (their files belong to one process run).
+    assert second["executed"] == ["out"] and second["value"] == first["value"]
+
+
+def test_corrupt_or_foreign_cache_files_are_ignored(make_executor, tmp_path, builder):
+    cache_dir = tmp_path / "cache"
+    graph = chain(builder)
+    ex = make_executor(registry=registry(), cache_dir=cache_dir, disk_min_seconds=0.0)
+    ex.run(graph, targets=["a4"])
+    files = sorted(cache_dir.glob("*.safetensors"))
+    assert files
+    # Damage one file, and file another's content under a wrong name.
+    files[0].write_bytes(b"garbage" * 10)
+    if len(files) > 2:
+        files[2].write_bytes(files[1].read_bytes())
+    fresh = make_executor(registry=registry(), cache_dir=cache_dir, disk_min_seconds=0.0)
+    result = fresh.run(graph, targets=["a4"])
+    assert torch.equal(result.outputs["a4"][0]["samples"], torch.full((4,), 11.0))
+    clean = make_executor(registry=registry())
+    assert torch.equal(clean.run(graph, targets=["a4"]).outputs["a4"][0]["samples"],
+                       result.outputs["a4"][0]["samples"])
+
+
+def test_disk_tier_is_bounded(make_executor, tmp_path, builder):
+    ex = make_executor(registry=registry(), cache_dir=tmp_path / "c", disk_min_seconds=0.0, disk_bytes=10_000)
+    ex.run(chain(builder, size=1000), targets=["a4"])
+    total = sum(p.stat().st_size for p in (tmp_path / "c").glob("*.safetensors"))
+    assert 0 < total <= 10_000 + 2048  # headers are not counted in the tensor bound
+
+
+def test_expansion_runs_and_caches_its_nodes(ex, builder):
+    t = builder.node("LG_TestTensor", id="t", value=0.0)
+    r = builder.node("LG_TestRepeat", id="r", latent=t, amount=2.0, times=3)
+    builder.node("LG_TestOutput", id="o", latent=r)
+    graph = builder.build()
+    result = ex.run(graph)
+    assert result.executed == ["t", "r.add0", "r.add1", "r.add2", "r", "o"]
+    assert result.ui["o"] == {"sum": [24.0]}
+    assert ex.run(graph).executed == []
+    graph["r"]["inputs"]["times"] = 4  # the first three steps have the same signatures
+    assert ex.run(graph).executed == ["r.add3", "r", "o"]
+
+
+def test_expanded_nodes_share_cache_with_an_unrolled_graph(ex, builder):
+    t = builder.node("LG_TestTensor", id="t", value=0.0)
+    node = t
+    for i in range(3):
+        node = builder.node("LG_TestAdd", id=f"s{i}", latent=node, amount=2.0)
+    ex.run(builder.build(), targets=["s2"])
+    rolled = {"t": {"class_type": "LG_TestTensor", "inputs": {"value": 0.0}},
+              "r": {"class_type": "LG_TestRepeat", "inputs": {"latent": ["t", 0], "amount": 2.0, "times": 3}}}
+    assert ex.run(rolled, targets=["r"]).executed == ["r"]
+
+
+def test_node_error_is_reported_and_executor_recovers(ex, builder):
+    events = []
+    t = builder.node("LG_TestTensor", id="t")
+    f = builder.node("LG_TestFail", id="f", latent=t)
+    builder.node("LG_TestOutput", id="o", latent=f)
+    graph = builder.build()
+    with pytest.raises(NodeFailed) as info:
+        ex.run(graph, on_event=events.append)
+    assert info.value.node_id == "f" and "input 'fail'" in str(info.value)
+    error = [e for e in events if e.type == "execution_error"][0].data
+    assert error["node_id"] == "f" and error["node_type"] == "LG_TestFail"
+    assert error["exception_type"] == "InputError" and error["executed"] == ["t"]
+    graph["f"]["inputs"]["fail"] = False
+    assert ex.run(graph).executed == ["f", "o"]  # "t" survived in the cache
+
+
+def test_invalid_workflow_runs_nothing(ex, builder):
+    graph = chain(builder)
+    graph["a1"]["inputs"]["amount"] = "x"
+    with pytest.raises(WorkflowInvalid) as info:
+        ex.run(graph)
+    assert [i.type for i in info.value.issues] == ["invalid_input_type"]
+    assert not RUNS
+
+
+def test_event_sequence(ex, builder):
+    t = builder.node("LG_TestTensor", id="t")
+    p = builder.node("LG_TestProgress", id="p", latent=t, steps=2)
+    builder.node("LG_TestOutput", id="o", latent=p)
+    graph = builder.build()
+    events = []
+    ex.run(graph, on_event=events.append)
+    kinds = [e.type for e in events]
+    assert kinds == ["execution_start", "executing", "executing", "progress", "progress",
+                     "executing", "executed", "executing", "execution_success"]
+    assert events[-2].data["node"] is None
+    assert events[3].data["preview"].shape == (1, 2, 2, 3)
+    events.clear()
+    ex.run(graph, on_event=events.append)
+    assert [e.type for e in events] == ["execution_start", "execution_cached", "executing", "execution_success"]
+    assert events[1].data["nodes"] == ["o"]
+
+
+def test_interrupt_stops_a_run_and_keeps_the_cache_consistent(ex, builder):
+    t = builder.node("LG_TestTensor", id="t")
+    p = builder.node("LG_TestProgress", id="p", latent=t, steps=5, wait_at=2)
+    builder.node("LG_TestOutput", id="o", latent=p)
+    graph = builder.build()
+    Progress.GATE.clear()
+    Progress.REACHED.clear()
+    events, errors = [], []
+
+    def work():
+        try:
+            ex.run(graph, on_event=events.append)
+        except Interrupted as err:
+            errors.append(err)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert Progress.REACHED.wait(10)
+    ex.interrupt()
+    Progress.GATE.set()
+    worker.join(10)
+    assert errors and events[-1].type == "execution_interrupted"
+    assert events[-1].data["node_id"] == "p"
+    graph["p"]["inputs"]["wait_at"] = -1
+    assert ex.run(graph).executed == ["p", "o"]
+
+
+def test_stream_yields_events_async(ex, builder):
+    graph = chain(builder, n=2)
+
+    async def collect():
+        return [e.type async for e in ex.stream(graph)]
+
+    kinds = asyncio.run(collect())
+    assert kinds[0] == "execution_start" and kinds[-1] == "execution_success"
