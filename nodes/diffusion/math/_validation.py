@@ -1,0 +1,57 @@
+"""Argument checks shared by the step functions; each error names the offending argument."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .plan import SamplingPlan
+
+
+def checked_step_index(plan: SamplingPlan, step_index: int) -> int:
+    """`step_index` as an int, or a ValueError if it is not a step of `plan`."""
+    try:
+        index = operator.index(step_index)
+    except TypeError:
+        raise ValueError(f"step_index must be an int, got {step_index!r}") from None
+    if not 0 <= index < len(plan):
+        raise ValueError(
+            f"step_index {index} is out of range for a {len(plan)}-step plan "
+            f"(valid: 0 to {len(plan) - 1})"
+        )
+    return index
+
+
+def check_plan_solver(plan: SamplingPlan, function: str, solvers: tuple[str, ...]) -> None:
+    if not isinstance(plan, SamplingPlan):
+        raise ValueError(f"plan must be a SamplingPlan, got {type(plan).__name__}")
+    if plan.solver not in solvers:
+        wanted = " or ".join(repr(solver) for solver in solvers)
+        raise ValueError(
+            f"plan was made for solver {plan.solver!r}, but {function} needs a {wanted} plan"
+        )
+
+
+def check_same_shape(
+    name: str, tensor: torch.Tensor, reference_name: str, reference: torch.Tensor
+) -> None:
+    if tensor.shape != reference.shape:
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)} but {reference_name} has shape "
+            f"{tuple(reference.shape)}; they must match"
+        )
+
+
+def check_step_call(
+    function: str,
+    solvers: tuple[str, ...],
+    sample: torch.Tensor,
+    model_output: torch.Tensor,
+    plan: SamplingPlan,
+    step_index: int,
+) -> int:
+    """Validate the arguments every step function shares; returns the step index as an int."""
+    check_plan_solver(plan, function, solvers)
+    check_same_shape("model_output", model_output, "sample", sample)
+    return checked_step_index(plan, step_index)
