@@ -32,6 +32,11 @@ class Entry:
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     """Memory held by a value: tensors by their bytes, modules by parameters and buffers,
     containers and dataclasses summed; anything else counts as a small object."""
+    kind = type(value)
+    if kind is torch.Tensor:  # the common case first, without the generic walk
+        return value.numel() * value.element_size()
+    if kind is dict and _seen is None and all(type(v) is torch.Tensor for v in value.values()):
+        return sum(v.numel() * v.element_size() for v in value.values()) + _SMALL_OBJECT_BYTES
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, int | float | bool | type(None)):

@@ -59,6 +59,7 @@ class RunState:
     ui_workflow: dict[str, Any] | None
     emit: EventSink
     interrupt: threading.Event
+    previews: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,11 +83,15 @@ class Context:
         if self.run.interrupt.is_set():
             raise Interrupted()
 
-    def progress(self, value: int, maximum: int, preview: Any = None) -> None:
-        """Report progress of a long node (and optionally an IMAGE preview); checks interruption."""
+    def progress(self, value: int, maximum: int, preview: Callable[[], Any] | None = None) -> None:
+        """Report progress of a long node; checks interruption.
+
+        ``preview`` is a function returning an IMAGE; it is called only when the host asked
+        for previews (the editor does, the CLI does not), so previews cost nothing otherwise.
+        """
         self.check_interrupted()
         data: dict[str, Any] = {"value": value, "max": maximum, "prompt_id": self.run.prompt_id,
                                 "node": self.node_id}
-        if preview is not None:
-            data["preview"] = preview
+        if preview is not None and self.run.previews:
+            data["preview"] = preview()
         self.run.emit(Event("progress", data))

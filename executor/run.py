@@ -82,6 +82,7 @@ class _Run:
 class Executor:
     """Evaluates workflows with a signature-keyed cache that persists between runs.
 
+    ``previews=True`` asks long nodes for preview images with their progress events.
     ``cache_bytes`` bounds the value tier, ``model_bytes`` the model tier; with ``cache_dir``,
     results of nodes that took at least ``disk_min_seconds`` are also kept on disk (bounded by
     ``disk_bytes``) for later processes.
@@ -99,6 +100,7 @@ class Executor:
         registry: NodeRegistry | None = None,
         folders: Folders | None = None,
         on_event: EventSink | None = None,
+        previews: bool = False,
     ) -> None:
         if registry is None:
             from ..nodes import default_registry  # local: nodes sit above the executor
@@ -110,6 +112,7 @@ class Executor:
         self.disk_min_seconds = disk_min_seconds
         self.folders = folders or Folders.under(Path.cwd())
         self.on_event = on_event
+        self.previews = previews
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
         self._last_valid: tuple[dict[str, Any], list[str], Graph] | None = None
@@ -147,7 +150,7 @@ class Executor:
         prompt_id = prompt_id or str(uuid.uuid4())
         with self._lock:
             self._interrupt.clear()
-            run = _Run(RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt))
+            run = _Run(RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt, self.previews))
             wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted]
             self._emit(run, "execution_start", {"timestamp": _now_ms()})
             try:
@@ -327,8 +330,27 @@ def _as_outputs(result: Any, cls: Any) -> tuple[Any, ...]:
 
 
 def _snapshot(nodes: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy deep enough that later in-place edits of the caller's dict cannot alias it."""
-    return copy.deepcopy(dict(nodes))
+    """A copy deep enough that later in-place edits of the caller's dict cannot alias it.
+
+    Links and scalars are copied shallowly (lists by slicing); only rare nested literals
+    (``{"__value__": [...]}``) pay for a deep copy.
+    """
+    out: dict[str, Any] = {}
+    for node_id, call in nodes.items():
+        if type(call) is not dict or type(call.get("inputs")) is not dict:
+            out[node_id] = copy.deepcopy(call)
+            continue
+        inputs = {}
+        for name, value in call["inputs"].items():
+            kind = type(value)
+            if kind is list and len(value) == 2 and type(value[1]) is int:
+                inputs[name] = value[:]
+            elif kind in (list, dict):
+                inputs[name] = copy.deepcopy(value)
+            else:
+                inputs[name] = value
+        out[node_id] = {**call, "inputs": inputs}
+    return out
 
 
 def _now_ms() -> int:

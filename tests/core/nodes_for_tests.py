@@ -96,7 +96,7 @@ class Progress(Node):
             if i == x.wait_at:
                 Progress.REACHED.set()
                 Progress.GATE.wait(10)
-            self.ctx.progress(i + 1, x.steps, preview=torch.zeros(1, 2, 2, 3))
+            self.ctx.progress(i + 1, x.steps, preview=lambda: torch.zeros(1, 2, 2, 3))
         return self.Out(latent=x.latent)
 
 

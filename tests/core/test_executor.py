@@ -206,7 +206,8 @@ def test_invalid_workflow_runs_nothing(ex, builder):
     assert not RUNS
 
 
-def test_event_sequence(ex, builder):
+def test_event_sequence(make_executor, builder):
+    ex = make_executor(registry=registry(), previews=True)
     t = builder.node("LG_TestTensor", id="t")
     p = builder.node("LG_TestProgress", id="p", latent=t, steps=2)
     builder.node("LG_TestOutput", id="o", latent=p)

@@ -1,0 +1,133 @@
+"""A full N-step sampling loop: our step nodes through the executor against diffusers'
+scheduler loop, both fed the same precomputed model outputs, timed side by side.
+
+The ratio includes all executor overhead (validation, signatures, caching, events): every run
+starts from an empty cache. Target: <= 1.5 at N = 50.
+
+    python bench/schedulers.py [--steps 50] [--repeat 5] [--shape 1 4 64 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from diffusers.schedulers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+)
+from diffusers.utils import logging as diffusers_logging
+from diffusers.utils.torch_utils import randn_tensor
+from latentgraph.executor import Executor, Inputs, Node, NodeRegistry, Outputs
+from latentgraph.executor.graph_builder import GraphBuilder
+from latentgraph.executor.types import Latent
+from latentgraph.nodes import default_registry
+from latentgraph.nodes.diffusion.step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
+
+SD15 = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False, "timestep_spacing": "leading"}
+ORACLES = {
+    "ddpm": (DDPMScheduler, SD15), "ddim": (DDIMScheduler, SD15), "euler": (EulerDiscreteScheduler, SD15),
+    "euler_ancestral": (EulerAncestralDiscreteScheduler, SD15), "dpmpp_2m": (DPMSolverMultistepScheduler, SD15),
+    "flow_euler": (FlowMatchEulerDiscreteScheduler, {"shift": 3.0}),
+    "flow_dpmpp_2m": (DPMSolverMultistepScheduler,
+                      {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0}),
+}
+MODEL_OUTPUTS: list[torch.Tensor] = []
+diffusers_logging.set_verbosity_error()  # it warns that scale_model_input was skipped: on purpose
+
+
+class PrecomputedOutput(Node):
+    """The benchmark's stand-in for a network: the precomputed output for step `step`."""
+
+    class_type = "LG_BenchModelOutput"
+
+    class In(Inputs):
+        step: int = 0
+
+    class Out(Outputs):
+        output: Latent
+
+    def run(self, x: In) -> Out:
+        return self.Out(output={"samples": MODEL_OUTPUTS[x.step]})
+
+
+def graph_for(solver: str, steps: int, shape: tuple[int, ...]) -> tuple[dict, str]:
+    flow = solver.startswith("flow")
+    g = GraphBuilder()
+    schedule = g.node("LG_NoiseSchedule", kind="flow" if flow else "scaled_linear",
+                      prediction_type="flow_prediction" if flow else "epsilon", shift=3.0 if flow else 1.0)
+    plan = g.node("LG_SamplingPlan", schedule=schedule, steps=steps, solver=solver)
+    like = g.node("LG_ImageToPixels", image=g.node("LG_EmptyImage", width=shape[3], height=shape[2]))
+    noise = g.node("LG_Noise", like=like, seed=0)
+    sample = g.node("LG_InitialNoise", noise=noise, plan=plan)
+    step_cls = STEP_NODE_FOR_SOLVER[solver]
+    rng, state = noise.out(1), None
+    for i in range(steps):
+        inputs = {"sample": sample, "model_output": g.node("LG_BenchModelOutput", step=i), "plan": plan, "step": i}
+        if issubclass(step_cls.In, StochasticStepInputs):
+            inputs["rng"] = rng
+        if state is not None:
+            inputs["state"] = state
+        sample = g.node(step_cls.class_type, **inputs)
+        rng = sample.out(2)
+        state = sample.out(2) if solver.endswith("dpmpp_2m") else None
+    return g.build(), sample.id
+
+
+def oracle_loop(solver: str, steps: int, shape: tuple[int, ...]) -> torch.Tensor:
+    cls, config = ORACLES[solver]
+    scheduler = cls.from_config(config)
+    scheduler.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(0)
+    x = randn_tensor(shape, generator=gen) * getattr(scheduler, "init_noise_sigma", 1.0)
+    for i, t in enumerate(scheduler.timesteps):
+        x = scheduler.step(MODEL_OUTPUTS[i], t, x, generator=gen, return_dict=False)[0]
+    return x
+
+
+def median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--shape", type=int, nargs=4, default=[1, 3, 64, 64])
+    args = parser.parse_args(argv)
+    shape = tuple(args.shape)
+    registry = NodeRegistry([*default_registry(), PrecomputedOutput])
+    print(f"torch threads: {torch.get_num_threads()}, latent {shape}")
+    print(f"{'solver':<16}{'N':>4}{'ours ms':>10}{'diffusers ms':>14}{'ratio':>8}{'max |diff|':>12}")
+    for steps in args.steps:
+        MODEL_OUTPUTS[:] = [torch.randn(shape, generator=torch.Generator().manual_seed(100 + i)) * 0.5
+                            for i in range(steps)]
+        for solver in ORACLES:
+            graph, last = graph_for(solver, steps, shape)
+
+            def ours(graph=graph, last=last):
+                ex = Executor(device="cpu", registry=registry)  # cold: nothing cached
+                return ex.run(graph, targets=[last]).outputs[last][0]["samples"]
+
+            diff = (ours() - oracle_loop(solver, steps, shape)).abs().max().item()
+            t_ours = median_ms(ours, args.repeat)
+            t_ref = median_ms(lambda solver=solver: oracle_loop(solver, steps, shape), args.repeat)
+            print(f"{solver:<16}{steps:>4}{t_ours:>10.2f}{t_ref:>14.2f}{t_ours / t_ref:>8.2f}{diff:>12.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""LG_Sampler: one node in the editor, a chain of cached step nodes at run time.
+
+It expands into  noise -> (scale input -> model call -> CFG combine -> solver step) x N,
+so every step is an ordinary node: cached by signature, reported with progress and a preview,
+and shared with a hand-unrolled graph of the same steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ...executor.graph_builder import GraphBuilder
+from ...executor.node import Expand, Input, Inputs, Node, Outputs, ParentInput
+from ...executor.types import Latent
+from .math.plan import EULER_SOLVERS, Solver
+from .noise_nodes import SEED_MAX
+from .schedule_nodes import checked_plan
+from .sockets import DenoiserSocket, ScheduleSocket, TextEmbedsSocket
+from .step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
+
+CATEGORY = "latentgraph/sampling"
+
+
+class DenoiserSchedule(Node):
+    """The noise schedule a denoiser was trained with (from its checkpoint's scheduler config)."""
+
+    class_type = "LG_DenoiserSchedule"
+    category = "latentgraph/sampling/schedules"
+
+    class In(Inputs):
+        denoiser: DenoiserSocket
+
+    class Out(Outputs):
+        schedule: ScheduleSocket
+
+    def run(self, x: In) -> Out:
+        return self.Out(schedule=x.denoiser.schedule)
+
+
+class Sampler(Node):
+    """Sample a latent with a denoiser: text-to-image (denoise 1) or image-to-image (denoise < 1)
+    with classifier-free guidance, any solver. Expands into visible, cached step nodes."""
+
+    class_type = "LG_Sampler"
+    category = CATEGORY
+
+    class In(Inputs):
+        denoiser: DenoiserSocket
+        positive: Optional[TextEmbedsSocket] = Input(None, tooltip="unconditional models take none")  # noqa: UP045
+        negative: Optional[TextEmbedsSocket] = Input(None, tooltip="without it, guidance is off")  # noqa: UP045
+        latent: Latent = Input(tooltip="an empty latent for text-to-image, an encoded image for img2img")
+        seed: int = Input(0, ge=0, le=SEED_MAX, control_after_generate=True)
+        steps: int = Input(20, ge=1, le=1000)
+        cfg: float = Input(7.5, ge=0.0, le=100.0, step=0.1, tooltip="guidance scale; <= 1 turns guidance off")
+        solver: Solver = Input("euler")
+        schedule: Optional[ScheduleSocket] = Input(None, tooltip="default: the denoiser's own")  # noqa: UP045
+        denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+
+    class Out(Outputs):
+        latent: Latent
+
+    def run(self, x: In) -> Expand:
+        return Expand(*sampling_graph(x))
+
+
+def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, int], ...]]:
+    """The expansion of LG_Sampler for the given inputs (literals decide the graph's shape)."""
+    g = GraphBuilder()
+    P = ParentInput  # noqa: N806 - reads as "the sampler's own input"
+    schedule = P("schedule") if x.schedule is not None else g.node(
+        "LG_DenoiserSchedule", id="schedule", denoiser=P("denoiser")).out()
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=P("steps"), solver=P("solver"),
+                  spacing=x.denoiser.spacing, steps_offset=x.denoiser.steps_offset, denoise=P("denoise"))
+    noise = g.node("LG_Noise", id="noise", like=P("latent"), seed=P("seed"))
+    if x.denoise >= 1.0:
+        sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
+    else:
+        sample = g.node("LG_AddNoise", id="start", sample=P("latent"), noise=noise, plan=plan, step=0)
+    guided = x.cfg > 1.0 and x.negative is not None
+    step_cls = STEP_NODE_FOR_SOLVER[x.solver]
+    stochastic = issubclass(step_cls.In, StochasticStepInputs)
+    rng, state = noise.out(1), None
+    steps = _plan_length(x)
+    for i in range(steps):
+        model_in = sample
+        if x.solver in EULER_SOLVERS:
+            model_in = g.node("LG_ScaleModelInput", id=f"input{i}", sample=sample, plan=plan, step=i)
+        call: dict[str, Any] = {"denoiser": P("denoiser"), "sample": model_in, "plan": plan, "step": i,
+                                "positive": P("positive")}
+        if guided:
+            call["negative"] = P("negative")
+        model = g.node("LG_Denoise", id=f"model{i}", **call)
+        output = model.out(0)
+        if guided:
+            output = g.node("LG_CFGCombine", id=f"cfg{i}", uncond=model.out(1), cond=model.out(0),
+                            scale=P("cfg")).out()
+        inputs: dict[str, Any] = {"sample": sample, "model_output": output, "plan": plan, "step": i}
+        if stochastic:
+            inputs.update(seed=P("seed"), rng=rng)
+        if state is not None:
+            inputs["state"] = state
+        step = g.node(step_cls.class_type, id=f"step{i}", **inputs)
+        sample = step
+        if stochastic:
+            rng = step.out(2)
+        if x.solver in ("dpmpp_2m", "flow_dpmpp_2m"):
+            state = step.out(2)
+    return g.build(), ((sample.id, 0),)
+
+
+def _plan_length(x: Any) -> int:
+    """Steps the plan will hold after img2img truncation (built here to size the unrolling)."""
+    schedule = x.schedule if x.schedule is not None else x.denoiser.schedule
+    return len(checked_plan(schedule, x.steps, x.solver, x.denoiser.spacing, x.denoiser.steps_offset, x.denoise))
+
+
+NODES = [DenoiserSchedule, Sampler]

@@ -1,0 +1,203 @@
+"""The diffusion nodes through the executor against diffusers' scheduler loop.
+
+The oracle is a pipeline-style loop: one CPU generator draws the initial latents and then every
+step's noise; the model is called on cat([x, x]) with [negative, positive] embeddings and
+guided as uncond + cfg (cond - uncond). Our LG_Sampler expansion must give the same latents
+(bitwise where the arithmetic is the same: it is, for every solver here).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from denoiser_for_tests import SHAPE, TextEmbeds, make_denoiser, registry
+from diffusers.utils.torch_utils import randn_tensor
+from latentgraph.executor import Executor, NodeFailed
+from latentgraph.executor.graph_builder import GraphBuilder
+from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE
+
+REG = registry()
+SOLVER_SCHEDULE = {
+    "ddpm": SD15_SCHEDULE, "ddim": SD15_SCHEDULE, "euler": SD15_SCHEDULE, "euler_ancestral": SD15_SCHEDULE,
+    "dpmpp_2m": SD15_SCHEDULE, "flow_euler": SANA_SCHEDULE, "flow_dpmpp_2m": SANA_SCHEDULE,
+}
+POS, NEG = 1.0, -0.5
+
+
+@pytest.fixture(scope="module")
+def executor():
+    return Executor(device="cpu", registry=REG)
+
+
+def oracle_loop(oracle, solver, steps, seed, cfg, batch=1):
+    scheduler = oracle(solver, steps)
+    schedule = SOLVER_SCHEDULE[solver]
+    denoiser = make_denoiser(schedule)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    latents = randn_tensor((batch, *SHAPE[1:]), generator=gen, dtype=torch.float32)
+    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)  # flow schedulers have none
+    context = TextEmbeds(torch.cat([torch.full((batch, 2, 4), NEG), torch.full((batch, 2, 4), POS)]))
+    for t in scheduler.timesteps:
+        model_in = torch.cat([latents] * 2)
+        if hasattr(scheduler, "scale_model_input"):
+            model_in = scheduler.scale_model_input(model_in, t)
+        uncond, cond = denoiser.forward(model_in, t, context).chunk(2)
+        guided = uncond + cfg * (cond - uncond)
+        latents = scheduler.step(guided, t, latents, generator=gen, return_dict=False)[0]
+    return latents
+
+
+def sampler_graph(solver, steps, seed, cfg, batch=1):
+    g = GraphBuilder()
+    kind = "flow" if solver.startswith("flow") else "scaled_linear"
+    prediction = "flow_prediction" if kind == "flow" else "epsilon"
+    schedule = g.node("LG_NoiseSchedule", id="schedule", kind=kind, prediction_type=prediction,
+                      shift=3.0 if kind == "flow" else 1.0)
+    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
+    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8,
+                                                                   batch_size=batch))
+    g.node("LG_Sampler", id="sampler", denoiser=denoiser, positive=g.node("LG_TestEmbeds", id="pos", value=POS),
+           negative=g.node("LG_TestEmbeds", id="neg", value=NEG), latent=latent, seed=seed, steps=steps,
+           cfg=cfg, solver=solver)
+    return g.build()
+
+
+@pytest.mark.parametrize("solver", list(SOLVER_SCHEDULE))
+@pytest.mark.parametrize("steps", [1, 2, 5, 10])
+def test_sampler_equals_diffusers_loop(executor, oracle, solver, steps):
+    graph = sampler_graph(solver, steps, seed=11, cfg=3.0)
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+    expected = oracle_loop(oracle, solver, steps, seed=11, cfg=3.0)
+    assert torch.equal(ours, expected), (ours - expected).abs().max()
+
+
+def test_without_guidance_only_the_conditional_branch_runs(executor, oracle):
+    graph = sampler_graph("euler", 5, seed=3, cfg=1.0)
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+    scheduler = oracle("euler", 5)
+    denoiser = make_denoiser(SD15_SCHEDULE)
+    gen = torch.Generator().manual_seed(3)
+    latents = randn_tensor(SHAPE, generator=gen) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        out = denoiser.forward(scheduler.scale_model_input(latents, t), t, TextEmbeds(torch.full((1, 2, 4), POS)))
+        latents = scheduler.step(out, t, latents, generator=gen, return_dict=False)[0]
+    assert torch.equal(ours, latents)
+    assert not any(k.startswith("sampler.cfg") for k in executor.run(graph, targets=["sampler"]).cached)
+
+
+@pytest.mark.parametrize("solver", ["ddim", "euler", "dpmpp_2m", "flow_euler"])
+def test_img2img_equals_diffusers(executor, oracle, solver):
+    steps, strength = 10, 0.6
+    graph = sampler_graph(solver, steps, seed=5, cfg=2.0)
+    graph["empty"]["inputs"]["color"] = 0x8040C0  # a non-trivial start image
+    graph["sampler"]["inputs"]["denoise"] = strength
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+
+    scheduler = oracle(solver, steps)
+    denoiser = make_denoiser(SOLVER_SCHEDULE[solver])
+    image = torch.tensor([0x80, 0x40, 0xC0]).div(255.0).view(1, 3, 1, 1).expand(SHAPE) * 2 - 1
+    if solver.startswith("flow"):  # SD3 img2img's rounding
+        t_start = int(max(steps - int(steps * strength), 0))
+    else:
+        t_start = max(steps - min(int(steps * strength), steps), 0)
+    timesteps = scheduler.timesteps[t_start * scheduler.order:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start * scheduler.order)
+    gen = torch.Generator().manual_seed(5)
+    noise = randn_tensor(SHAPE, generator=gen)
+    if solver.startswith("flow"):
+        latents = scheduler.scale_noise(image, timesteps[:1], noise)
+    else:
+        latents = scheduler.add_noise(image, noise, timesteps[:1])
+    context = TextEmbeds(torch.cat([torch.full((1, 2, 4), NEG), torch.full((1, 2, 4), POS)]))
+    for t in timesteps:
+        model_in = torch.cat([latents] * 2)
+        if hasattr(scheduler, "scale_model_input"):
+            model_in = scheduler.scale_model_input(model_in, t)
+        uncond, cond = denoiser.forward(model_in, t, context).chunk(2)
+        latents = scheduler.step(uncond + 2.0 * (cond - uncond), t, latents, generator=gen, return_dict=False)[0]
+    assert torch.equal(ours, latents), (ours - latents).abs().max()
+
+
+def unrolled_dpm_graph(steps, stop=None):
+    """LG_Sampler's DPM-Solver++ expansion written out by hand, every step visible."""
+    g = GraphBuilder()
+    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
+    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
+    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="dpmpp_2m")
+    noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
+    sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
+    pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+    state = None
+    for i in range(steps if stop is None else stop):
+        model = g.node("LG_Denoise", id=f"model{i}", denoiser=denoiser, sample=sample, plan=plan, step=i,
+                       positive=pos, negative=neg)
+        guided = g.node("LG_CFGCombine", id=f"cfg{i}", uncond=model.out(1), cond=model.out(0), scale=3.0)
+        extra = {"state": state} if state is not None else {}
+        sample = g.node("LG_DPMSolverStep", id=f"step{i}", sample=sample, model_output=guided, plan=plan,
+                        step=i, **extra)
+        state = sample.out(2)
+    return g.build(), sample.id
+
+
+def test_unrolled_graph_equals_sampler_and_shares_its_cache(oracle):
+    executor = Executor(device="cpu", registry=REG)
+    graph, last = unrolled_dpm_graph(5)
+    unrolled = executor.run(graph, targets=[last])
+    sampler = sampler_graph("dpmpp_2m", 5, seed=11, cfg=3.0)
+    sampler["sampler"]["inputs"]["schedule"] = ["schedule", 0]
+    rolled = executor.run(sampler, targets=["sampler"])
+    assert torch.equal(unrolled.outputs[last][0]["samples"], rolled.outputs["sampler"][0]["samples"])
+    # Every expanded step came from the unrolled run's cache entries.
+    assert [n for n in rolled.executed if ".step" in n or ".model" in n] == []
+
+
+def test_dpm_solver_resumes_exactly_from_a_cached_middle_step():
+    executor = Executor(device="cpu", registry=REG)
+    half, half_last = unrolled_dpm_graph(6, stop=3)
+    executor.run(half, targets=[half_last])
+    full, last = unrolled_dpm_graph(6)
+    resumed = executor.run(full, targets=[last])
+    assert resumed.executed == [f"{kind}{i}" for i in range(3, 6) for kind in ("model", "cfg", "step")]
+    fresh = Executor(device="cpu", registry=REG).run(full, targets=[last])
+    assert torch.equal(resumed.outputs[last][0]["samples"], fresh.outputs[last][0]["samples"])
+
+
+def test_one_prompt_spreads_over_a_batch(executor, oracle):
+    graph = sampler_graph("ddim", 4, seed=2, cfg=2.0, batch=2)
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+    assert torch.equal(ours, oracle_loop(oracle, "ddim", 4, seed=2, cfg=2.0, batch=2))
+
+
+@pytest.mark.parametrize("mutate, node, input_name", [
+    (lambda g: g["step3"]["inputs"].update(step=9), "step3", "step"),
+    (lambda g: g["plan"]["inputs"].update(solver="euler"), "step0", "plan"),
+    (lambda g: g["step2"]["inputs"].pop("state"), "step2", "state"),
+    (lambda g: g["step2"]["inputs"].update(state=["step0", 2]), "step2", "state"),
+])
+def test_bad_step_inputs_name_node_and_input(mutate, node, input_name):
+    graph, last = unrolled_dpm_graph(5)
+    mutate(graph)
+    with pytest.raises(NodeFailed) as info:
+        Executor(device="cpu", registry=REG).run(graph, targets=[last])
+    assert info.value.node_id == node and f"input '{input_name}'" in str(info.value)
+
+
+def test_shape_mismatch_names_model_output():
+    graph, last = unrolled_dpm_graph(2)
+    graph["big"] = {"class_type": "LG_ImageToPixels", "inputs": {"image": ["bigimg", 0]}}
+    graph["bigimg"] = {"class_type": "LG_EmptyImage", "inputs": {"width": 16, "height": 8}}
+    graph["step0"]["inputs"]["model_output"] = ["big", 0]
+    with pytest.raises(NodeFailed) as info:
+        Executor(device="cpu", registry=REG).run(graph, targets=[last])
+    assert info.value.node_id == "step0" and "input 'model_output'" in str(info.value)
+
+
+def test_sampler_reports_progress_with_previews():
+    events = []
+    Executor(device="cpu", registry=REG, previews=True).run(
+        sampler_graph("euler", 3, seed=1, cfg=2.0), targets=["sampler"], on_event=events.append)
+    previews = [e.data for e in events if e.type == "progress" and "preview" in e.data]
+    assert [p["value"] for p in previews] == [1, 2, 3] and previews[0]["preview"].shape == (1, 8, 8, 3)
+    assert any(e.type == "progress" and e.data["node"] == "sampler" for e in events)
