@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
             diff = (ours() - oracle_loop(solver, steps, shape)).abs().max().item()
             t_ours = median_ms(ours, args.repeat)
-            t_ref = median_ms(lambda solver=solver: oracle_loop(solver, steps, shape), args.repeat)
+            t_ref = median_ms(lambda solver=solver, steps=steps: oracle_loop(solver, steps, shape), args.repeat)
             print(f"{solver:<16}{steps:>4}{t_ours:>10.2f}{t_ref:>14.2f}{t_ours / t_ref:>8.2f}{diff:>12.1e}")
     return 0
 
