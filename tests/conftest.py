@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from latentgraph.executor import Executor, Folders
 from latentgraph.executor.graph_builder import GraphBuilder
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The read-only golden data beside the repository (LATENTGRAPH_SHARED points elsewhere).
+SHARED = Path(os.environ.get("LATENTGRAPH_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 @pytest.fixture

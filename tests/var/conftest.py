@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import torch
 from latentgraph.nodes.var.model import VAR, VQVAE, load_var, load_vqvae
 from safetensors.torch import load_file
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "var"
+FIXTURE_DIR = Path(
+    os.environ.get("LATENTGRAPH_SHARED", Path(__file__).resolve().parents[2].parent / "shared")
+) / "fixtures" / "var"
 
 
 @pytest.fixture(scope="session")
