@@ -7,8 +7,8 @@ The golden files in shared/fixtures/var were produced by the official Foundation
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
