@@ -90,13 +90,18 @@ def comfy_class(node_cls: type[Node], host: _HostContext) -> type:
 
     def INPUT_TYPES(cls: type) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
         info = object_info(spec)
-        return {k: {n: tuple(v) for n, v in section.items()} for k, section in info["input"].items()}
+        types = {k: {n: tuple(v) for n, v in section.items()} for k, section in info["input"].items()}
+        # ComfyUI fills these in: our id (to make expanded node ids unique) and the prompt (to
+        # link expanded nodes to our own inputs' sources, so ComfyUI's cache keys see them).
+        types["hidden"] = {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
+        return types
 
-    def execute(self: Any, **kwargs: Any) -> Any:
+    def execute(self: Any, unique_id: str | None = None, dynprompt: Any = None, **kwargs: Any) -> Any:
         node = node_cls(host.context(node_cls))
         result = node.run(node_cls.In.model_construct(**_with_defaults(spec, kwargs)))
         if isinstance(result, Expand):
-            return _comfy_expansion(result, kwargs)
+            own_inputs = dynprompt.get_node(unique_id).get("inputs", {}) if dynprompt is not None else {}
+            return _comfy_expansion(result, kwargs, own_inputs, f"{unique_id or 'lg'}.")
         outputs = tuple(getattr(result, o.name) for o in spec.outputs) if result is not None else ()
         return {"ui": node.ui, "result": outputs} if node.ui else outputs
 
@@ -127,14 +132,24 @@ def _with_defaults(spec: NodeSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     return full
 
 
-def _comfy_expansion(expansion: Expand, parent_inputs: dict[str, Any]) -> dict[str, Any]:
-    """ComfyUI links expanded nodes by id; parent inputs become literal values it passes through."""
+def _comfy_expansion(
+    expansion: Expand, values: dict[str, Any], own_inputs: dict[str, Any], prefix: str
+) -> dict[str, Any]:
+    """ComfyUI's ``{"result", "expand"}`` form. Ids get the expanding node's id as a prefix
+    (ComfyUI needs them unique in the whole prompt); a ParentInput becomes the expanding node's
+    own link when ComfyUI told us the prompt, else the value it passed in."""
     from .node import ParentInput
+    from .workflow import is_link
 
     graph = {}
     for local_id, call in expansion.nodes.items():
         inputs = {}
         for name, value in call.get("inputs", {}).items():
-            inputs[name] = parent_inputs.get(value.name) if isinstance(value, ParentInput) else value
-        graph[str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
-    return {"result": tuple([str(n), i] for n, i in expansion.outputs), "expand": graph}
+            if isinstance(value, ParentInput):
+                inputs[name] = own_inputs.get(value.name, values.get(value.name))
+            elif is_link(value):
+                inputs[name] = [prefix + str(value[0]), value[1]]
+            else:
+                inputs[name] = value
+        graph[prefix + str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
+    return {"result": tuple([prefix + str(n), i] for n, i in expansion.outputs), "expand": graph}

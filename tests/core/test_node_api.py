@@ -123,3 +123,23 @@ def test_registry_rejects_two_nodes_with_one_name():
     second = _declare()
     with pytest.raises(ValueError, match="two nodes claim"):
         NodeRegistry([first, second])
+
+
+def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
+    from latentgraph.executor.context import Folders
+    from latentgraph.executor.schema import _HostContext, comfy_class
+    from nodes_for_tests import Repeat
+
+    class FakeDynPrompt:
+        def get_node(self, node_id):
+            assert node_id == "12"
+            return {"class_type": "LG_TestRepeat", "inputs": {"latent": ["4", 0], "amount": 2.0, "times": 2}}
+
+    cls = comfy_class(Repeat, _HostContext(Folders.under(tmp_path)))
+    assert cls.INPUT_TYPES()["hidden"] == {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
+    out = cls().execute(unique_id="12", dynprompt=FakeDynPrompt(), latent={"samples": None}, amount=2.0, times=2)
+    assert out["result"] == (["12.add1", 0],)
+    assert out["expand"] == {
+        "12.add0": {"class_type": "LG_TestAdd", "inputs": {"latent": ["4", 0], "amount": 2.0}},
+        "12.add1": {"class_type": "LG_TestAdd", "inputs": {"latent": ["12.add0", 0], "amount": 2.0}},
+    }
