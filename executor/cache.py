@@ -78,6 +78,8 @@ class ByteLRU:
         self.bytes = 0
         self._items: OrderedDict[str, tuple[Entry, int]] = OrderedDict()
         self._lock = threading.Lock()
+        # Keys the running workflow holds: evicted last, and only if nothing else is left.
+        self.pinned: set[str] = set()
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -87,9 +89,9 @@ class ByteLRU:
             self._items.move_to_end(key)
             return item[0]
 
-    def put(self, key: str, entry: Entry, size: int) -> list[Entry]:
-        """Store and evict down to the bound; returns what was evicted. A value larger than the
-        whole bound is not stored at all (it would only evict everything and then itself)."""
+    def put(self, key: str, entry: Entry, size: int) -> list[tuple[str, Entry, int]]:
+        """Store and evict down to the bound, least recently used (and unpinned) first; returns
+        what was evicted. A value larger than the whole bound is not stored at all."""
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -100,10 +102,21 @@ class ByteLRU:
             self.bytes += size
             evicted = []
             while self.bytes > self.max_bytes:
-                _, (gone, gone_size) = self._items.popitem(last=False)
+                victim = next((k for k in self._items if k not in self.pinned and k != key), None)
+                if victim is None:
+                    victim = next(iter(self._items))
+                gone, gone_size = self._items.pop(victim)
                 self.bytes -= gone_size
-                evicted.append(gone)
+                evicted.append((victim, gone, gone_size))
             return evicted
+
+    def pop(self, key: str) -> Entry | None:
+        with self._lock:
+            item = self._items.pop(key, None)
+            if item is None:
+                return None
+            self.bytes -= item[1]
+            return item[0]
 
     def clear(self) -> None:
         with self._lock:
@@ -222,8 +235,18 @@ def _rebuild(item: dict[str, Any], tensors: dict[str, torch.Tensor], device: tor
     raise ValueError(f"unknown layout kind {kind!r}")
 
 
+def _move_models(entry: Entry, device: torch.device) -> Entry:
+    """The entry with its models moved (nn.Module.to moves in place; wrappers implement to())."""
+    return Entry(tuple(v.to(device) if is_model(v) and hasattr(v, "to") else v for v in entry.outputs), entry.ui)
+
+
 class OutputCache:
-    """The executor's cache: values tier, model tier, and the optional disk tier."""
+    """The executor's cache: values tier, model tier, and the optional disk tier.
+
+    Models live on the compute device within ``model_bytes``. Under pressure the least recently
+    used model not held by the running workflow is offloaded to the CPU (within
+    ``offload_bytes``) instead of being dropped, and comes back to the device when asked for.
+    """
 
     def __init__(
         self,
@@ -231,13 +254,31 @@ class OutputCache:
         model_bytes: int,
         cache_dir: str | os.PathLike[str] | None = None,
         disk_bytes: int = 0,
+        *,
+        device: torch.device | None = None,
+        offload_bytes: int = 0,
     ) -> None:
         self.values = ByteLRU(max_bytes)
         self.models = ByteLRU(model_bytes)
+        self.offloaded = ByteLRU(offload_bytes)
+        self.device = device or torch.device("cpu")
         self.disk = DiskCache(cache_dir, disk_bytes) if cache_dir is not None else None
 
     def get(self, key: str) -> Entry | None:
-        return self.values.get(key) or self.models.get(key)
+        entry = self.values.get(key) or self.models.get(key)
+        if entry is None and (entry := self.offloaded.pop(key)) is not None:
+            entry = _move_models(entry, self.device)
+            self.put(key, entry)
+        return entry
+
+    def pin(self, keys: set[str]) -> None:
+        """Models the running workflow uses are never offloaded under it."""
+        self.models.pinned = keys
+
+    def _put_model(self, key: str, entry: Entry) -> None:
+        for gone_key, gone, size in self.models.put(key, entry, nbytes(entry)):
+            if self.device.type != "cpu" and gone_key not in self.models.pinned:
+                self.offloaded.put(gone_key, _move_models(gone, torch.device("cpu")), size)
 
     def get_from_disk(self, key: str, device: torch.device) -> Entry | None:
         if self.disk is None:
@@ -248,16 +289,19 @@ class OutputCache:
         return entry
 
     def put(self, key: str, entry: Entry) -> None:
-        tier = self.models if any(is_model(v) for v in entry.outputs) else self.values
-        tier.put(key, entry, nbytes(entry))
+        if any(is_model(v) for v in entry.outputs):
+            self._put_model(key, entry)
+        else:
+            self.values.put(key, entry, nbytes(entry))
 
     def persist(self, key: str, entry: Entry) -> bool:
         return self.disk.put(key, entry) if self.disk is not None else False
 
     def __contains__(self, key: str) -> bool:
-        return key in self.values or key in self.models
+        return key in self.values or key in self.models or key in self.offloaded
 
     def clear(self, models: bool = True) -> None:
         self.values.clear()
         if models:
             self.models.clear()
+            self.offloaded.clear()

@@ -73,6 +73,7 @@ class _Run:
 
     state: RunState
     sigs: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)  # signatures this run needs: not offloaded
     values: dict[str, Entry] = field(default_factory=dict)
     out_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
@@ -95,6 +96,7 @@ class Executor:
         cache_dir: str | Path | None = None,
         *,
         model_bytes: int = 16 * GiB,
+        offload_bytes: int = 32 * GiB,
         disk_bytes: int = 10 * GiB,
         disk_min_seconds: float = 0.05,
         registry: NodeRegistry | None = None,
@@ -108,7 +110,8 @@ class Executor:
             registry = default_registry()
         self.registry = registry
         self.device = resolve_device(device)
-        self.cache = OutputCache(cache_bytes, model_bytes, cache_dir, disk_bytes)
+        self.cache = OutputCache(cache_bytes, model_bytes, cache_dir, disk_bytes,
+                                 device=self.device, offload_bytes=offload_bytes)
         self.disk_min_seconds = disk_min_seconds
         self.folders = folders or Folders.under(Path.cwd())
         self.on_event = on_event
@@ -151,6 +154,7 @@ class Executor:
         with self._lock:
             self._interrupt.clear()
             run = _Run(RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt, self.previews))
+            self.cache.pin(run.used)
             wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted]
             self._emit(run, "execution_start", {"timestamp": _now_ms()})
             try:
@@ -160,6 +164,8 @@ class Executor:
                     "node_id": run.state.extra.get("node_id"), "node_type": run.state.extra.get("class_type"),
                     "executed": run.executed, "timestamp": _now_ms()})
                 raise
+            finally:
+                self.cache.pin(set())
             self._emit(run, "executing", {"node": None})
             self._emit(run, "execution_success", {"timestamp": _now_ms()})
         return RunResult(
@@ -216,7 +222,8 @@ class Executor:
         for node_id in graph.order:
             node = graph.nodes[node_id]
             fp = node.cls.fingerprint(node.literals, self.folders) if node.cls.spec.reads_files else None
-            run.sigs[node_id] = signature(node, run.sigs, fp)
+            run.sigs[node_id] = key = signature(node, run.sigs, fp)
+            run.used.add(key)
             run.out_types[node_id] = node.cls.spec.output_types
 
     def _plan(self, graph: Graph, wanted: list[str], run: _Run) -> list[str]:
