@@ -225,6 +225,76 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web import ServerConfig, serve
+    from .web.queue_store import DataDirInUse
+    from .web.security import UnsafeBind
+
+    config = ServerConfig(
+        data_dir=Path(args.data_dir), models_dir=Path(args.models_dir) if args.models_dir else None,
+        host=args.host, port=args.port, device=args.device, cors_origins=tuple(args.cors_origin or ()),
+        auth_token=args.auth_token, max_upload_mb=args.max_upload_mb,
+    )
+    try:
+        serve(config)
+    except (UnsafeBind, DataDirInUse) as err:
+        _format_error(str(err), False)
+        return EXIT_INVALID
+    except (ValueError, OSError) as err:  # CUDA asked for but absent; the port is taken
+        _format_error(str(err), False)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .executor import WorkflowFormatError
+    from .executor.workflow import load_workflow
+    from .web.client import SubmitError, describe_rejection, output_files, submit
+
+    try:
+        workflow = load_workflow(args.workflow)
+    except WorkflowFormatError as err:
+        _format_error(str(err), False)
+        return EXIT_INVALID
+    problems = apply_overrides(workflow.nodes, args.set or [])
+    if problems:
+        for p in problems:
+            _format_error(p, False)
+        return EXIT_INVALID
+    ui = None if args.set else workflow.ui  # the editor layout no longer matches an overridden graph
+    progress = _Progress(len(workflow.nodes), enabled=sys.stderr.isatty())
+    try:
+        outcome = asyncio.run(submit(args.server, workflow.nodes, ui_workflow=ui, token=args.token,
+                                     on_event=progress))
+    except SubmitError as err:
+        _format_error(str(err), False)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        _format_error("stopped following the prompt; it stays queued on the server", False)
+        return EXIT_RUNTIME
+    finally:
+        progress.close()
+    if outcome.rejection is not None:
+        for line in describe_rejection(outcome.rejection):
+            print(line, file=sys.stderr)
+        return outcome.exit_code
+    if outcome.error is not None:
+        error = outcome.error
+        if error.get("kind") == "execution_interrupted":
+            _format_error(f"prompt {outcome.prompt_id} was interrupted", False)
+        else:
+            _format_error(f"node {error.get('node_id')} ({error.get('node_type')}) failed: "
+                          f"{error.get('exception_type')}: {error.get('exception_message')}", False)
+        return outcome.exit_code
+    print(f"prompt {outcome.prompt_id} done")
+    for item in output_files(outcome.outputs):
+        where = "/".join(p for p in (item.get("subfolder"), item.get("filename")) if p)
+        print(f"wrote {item.get('type', 'output')}/{where}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentgraph", description="Typed node graphs for image generators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", help="list the installed nodes")
     nodes.add_argument("--json", action="store_true", help="print the /object_info schema")
     nodes.set_defaults(func=cmd_nodes)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (ComfyUI-compatible API)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; others need --auth-token)")
+    serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--data-dir", default=".",
+                       help="root of input/, output/, temp/, models/ and the queue database (default .)")
+    serve.add_argument("--models-dir", help="where loaders look for weights (default DATA_DIR/models)")
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--cors-origin", nargs="+", metavar="ORIGIN",
+                       help="other browser origins allowed to use the API (e.g. http://localhost:5173)")
+    serve.add_argument("--auth-token", help="require this token (Authorization: Bearer, or ?token=)")
+    serve.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default 100)")
+    serve.set_defaults(func=cmd_serve)
+
+    submit = sub.add_parser("submit", help="queue a workflow on a running server and follow its progress")
+    submit.add_argument("workflow")
+    submit.add_argument("--server", default="http://127.0.0.1:8188", help="server URL (default http://127.0.0.1:8188)")
+    submit.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
+    submit.add_argument("--token", help="the server's --auth-token")
+    submit.set_defaults(func=cmd_submit)
     return parser
 
 

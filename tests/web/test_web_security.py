@@ -1,0 +1,332 @@
+"""Security: path traversal against /view and uploads, cross-origin requests, DNS rebinding,
+oversized bodies, the token, and the bind policy."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import FormData
+from latentgraph.cli import main as cli_main
+from latentgraph.web.security import UnsafeBind, check_bind, is_loopback, normalize_origin
+from PIL import Image
+from web_helpers import save_graph
+
+pytestmark = pytest.mark.asyncio
+
+SECRET = b"TOP-SECRET-CONTENT"
+
+
+def png_bytes(size: tuple[int, int] = (4, 4), color: tuple[int, ...] = (9, 9, 9)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def planted(tmp_path: Path, data_dir: Path) -> Path:
+    """Secrets outside the served folders, and symlinks inside them that point at the secrets."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(SECRET)
+    (outside / "secret.png").write_bytes(png_bytes(color=(1, 2, 3)))
+    for kind in ("input", "output", "temp"):
+        folder = data_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "escape").symlink_to(outside, target_is_directory=True)
+        (folder / "link.png").symlink_to(outside / "secret.png")
+    (data_dir / "secret.txt").write_bytes(SECRET)  # next to the database, outside every folder
+    return outside
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every regular file under root (not following symlinks) with a hash of its bytes."""
+    files = {}
+    for current, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(current, name)
+            if path.is_symlink() or "latentgraph.sqlite3" in name or name.endswith(".lock"):
+                continue  # the queue database changes on its own terms
+            files[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+VIEW_ATTEMPTS = [
+    {"filename": "../secret.txt"},
+    {"filename": "../../secret.txt"},
+    {"filename": "../../outside/secret.txt"},
+    {"filename": "/etc/passwd"},
+    {"filename": "secret.txt", "subfolder": ".."},
+    {"filename": "secret.txt", "subfolder": "../.."},
+    {"filename": "latentgraph.sqlite3", "subfolder": ".."},
+    {"filename": "..%2fsecret.txt"},
+    {"filename": "%2e%2e/secret.txt"},
+    {"filename": "%252e%252e%252fsecret.txt"},
+    {"filename": "secret.txt", "subfolder": "%2e%2e"},
+    {"filename": "..\\secret.txt"},
+    {"filename": "secret.txt", "subfolder": "..\\.."},
+    {"filename": "secret.txt\x00.png"},
+    {"filename": "secret.txt", "subfolder": "\x00.."},
+    {"filename": "link.png"},
+    {"filename": "link.png", "type": "input"},
+    {"filename": "secret.txt", "subfolder": "escape"},
+    {"filename": "secret.png", "subfolder": "escape", "type": "temp"},
+    {"filename": "escape/secret.txt"},
+    {"filename": "C:\\Windows\\win.ini"},
+    {"filename": "C:secret.txt"},
+    {"filename": "CON"},
+    {"filename": "nul.png"},
+    {"filename": "aux", "subfolder": "com1"},
+    {"filename": "~/secret.txt"},
+    {"filename": "secret.txt", "subfolder": "~"},
+    {"filename": "secret.txt", "type": "../"},
+    {"filename": "secret.txt", "type": "models"},
+    {"filename": ".."},
+    {"filename": ".", "subfolder": ".."},
+    {"filename": "../secret.txt [output]"},
+    {"filename": "secret.txt [../..]"},
+    {"filename": "....//secret.txt"},
+    {"filename": "secret.txt", "subfolder": "/tmp"},
+    {"filename": "secret.txt", "subfolder": "sub/../../.."},
+    {"filename": "../latentgraph.sqlite3", "type": "input"},
+    {"filename": "secret.txt", "subfolder": "escape", "preview": "webp"},
+    {"filename": "link.png", "channel": "a"},
+]
+
+RAW_VIEW_URLS = [
+    "/view?filename=..%2Fsecret.txt",
+    "/view?filename=%2e%2e%2fsecret.txt&subfolder=%2e%2e",
+    "/view?filename=secret.txt&subfolder=%2E%2E%2F%2E%2E",
+    "/api/view?filename=..%5Csecret.txt",
+    "/view?filename=secret.txt%00&subfolder=..",
+]
+
+
+async def test_view_traversal_corpus(client, planted, tmp_path):
+    before = snapshot(tmp_path)
+    statuses = []
+    for params in VIEW_ATTEMPTS:
+        response = await client.get("/view", params=params)
+        body = await response.read()
+        statuses.append(response.status)
+        assert response.status in (400, 403, 404), (params, response.status)
+        assert SECRET not in body and b"SQLite format" not in body and b"\x89PNG" not in body, params
+    for url in RAW_VIEW_URLS:
+        response = await client.get(aiohttp.client.URL(url, encoded=True))
+        assert response.status in (400, 403, 404), url
+        assert SECRET not in await response.read()
+    assert snapshot(tmp_path) == before
+    assert statuses.count(400) > len(statuses) // 2  # most are refused by name, not just missing
+
+
+def _upload(data: bytes, filename: str, **fields: str) -> FormData:
+    form = FormData()
+    form.add_field("image", data, filename=filename, content_type="image/png")
+    for name, value in fields.items():
+        form.add_field(name, value)
+    return form
+
+
+UPLOAD_ATTEMPTS = [
+    ("../evil.png", {}),
+    ("../../evil.png", {}),
+    ("../../outside/evil.png", {}),
+    ("/tmp/evil.png", {}),
+    ("..\\evil.png", {}),
+    ("sub/../../evil.png", {}),
+    ("evil.png", {"subfolder": ".."}),
+    ("evil.png", {"subfolder": "../../outside"}),
+    ("evil.png", {"subfolder": "/abs"}),
+    ("evil.png", {"subfolder": "sub\\..\\.."}),
+    ("evil.png", {"subfolder": "%2e%2e"}),
+    ("evil.png", {"subfolder": "escape"}),
+    ("evil.png", {"subfolder": "escape/deeper"}),
+    ("evil.png", {"subfolder": "~"}),
+    ("evil.png", {"subfolder": "x\x00/.."}),
+    ("evil.png", {"type": "../output"}),
+    ("evil.png", {"type": "models"}),
+    ("link.png", {"overwrite": "true"}),
+    ("CON", {}),
+    ("nul.png", {"subfolder": "lpt1"}),
+    ("..", {}),
+    ("%2e%2e%2fevil.png", {}),
+]
+
+MASK_REFS = [
+    {"filename": "../outside/secret.png", "type": "input"},
+    {"filename": "secret.png", "subfolder": "..", "type": "input"},
+    {"filename": "secret.png", "subfolder": "escape", "type": "input"},
+    {"filename": "link.png", "type": "input"},
+    {"filename": "secret.png", "type": "../outside"},
+    {"filename": "/etc/passwd"},
+    {"filename": "secret.png", "subfolder": "../../outside", "type": "output"},
+]
+
+
+def _raw_multipart(image: bytes, filename: str, **fields: str) -> tuple[bytes, dict[str, str]]:
+    """A form as a browser writes it: the file name raw inside quotes, not percent-encoded."""
+    boundary = "----latentgraph-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+             f"Content-Type: image/png\r\n\r\n".encode() + image + b"\r\n"]
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+async def test_upload_traversal_corpus(client, planted, tmp_path):
+    before = snapshot(tmp_path)
+    image = png_bytes()
+    for filename, fields in UPLOAD_ATTEMPTS:
+        response = await client.post("/upload/image", data=_upload(image, filename, **fields))
+        assert response.status in (400, 403, 404), (filename, fields, response.status, await response.text())
+        body, headers = _raw_multipart(image, filename, **fields)
+        response = await client.post("/api/upload/image", data=body, headers=headers)
+        assert response.status in (400, 403, 404), (filename, fields, response.status, await response.text())
+    for ref in MASK_REFS:
+        form = _upload(image, "mask.png", original_ref=json.dumps(ref))
+        response = await client.post("/api/upload/mask", data=form)
+        assert response.status in (400, 403, 404), (ref, response.status)
+    assert snapshot(tmp_path) == before  # nothing written anywhere, inside the folders or out
+    assert (planted / "secret.txt").read_bytes() == SECRET
+
+
+async def test_load_image_cannot_leave_the_input_folder(client, planted):
+    for name in ("../secret.txt", "link.png", "escape/secret.png", "/etc/passwd", "..\\x.png"):
+        graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": name}},
+                 "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+        response = await client.post("/prompt", json={"prompt": graph})
+        assert response.status == 400, name
+
+
+# --- origins, hosts ----------------------------------------------------------------------------
+
+async def test_cross_origin_posts_are_refused(client, data_dir):
+    own = f"http://127.0.0.1:{client.port}"
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1:" + str(client.port)):
+        response = await client.post("/prompt", json={"prompt": save_graph()}, headers={"Origin": origin})
+        assert response.status == 403, origin
+        upload = await client.post("/upload/image", data=_upload(png_bytes(), "x.png"), headers={"Origin": origin})
+        assert upload.status == 403
+        assert (await client.post("/interrupt", headers={"Origin": origin})).status == 403
+        assert (await client.post("/queue", json={"clear": True}, headers={"Origin": origin})).status == 403
+    assert not (data_dir / "input" / "x.png").exists()
+    assert (await (await client.get("/prompt")).json())["exec_info"]["queue_remaining"] == 0
+    same = await client.post("/prompt", json={"prompt": save_graph()}, headers={"Origin": own})
+    assert same.status == 200
+    scripted = await client.post("/prompt", json={"prompt": save_graph(5)})  # no Origin: not a browser
+    assert scripted.status == 200
+    read = await client.get("/object_info/LG_Float", headers={"Origin": "http://evil.example"})
+    assert read.status == 200 and "Access-Control-Allow-Origin" not in read.headers
+
+
+async def test_cross_origin_websocket_is_refused(client):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await client.ws_connect("/ws?clientId=x", headers={"Origin": "http://evil.example"})
+    assert err.value.status == 403
+
+
+async def test_allowed_cors_origin(make_client):
+    client = await make_client(cors_origins=("http://localhost:5173/",))
+    origin = "http://localhost:5173"
+    response = await client.post("/prompt", json={"prompt": save_graph()}, headers={"Origin": origin})
+    assert response.status == 200 and response.headers["Access-Control-Allow-Origin"] == origin
+    preflight = await client.options("/prompt", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status == 204 and "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    refused = await client.options("/prompt", headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert refused.status == 403
+    assert (await client.post("/prompt", json={"prompt": save_graph()},
+                              headers={"Origin": "http://evil.example"})).status == 403
+
+
+async def test_dns_rebinding_host_is_refused(client):
+    for host in ("evil.example", f"evil.example:{client.port}", "127.0.0.1.evil.example", "0.0.0.0"):
+        response = await client.get("/object_info", headers={"Host": host})
+        assert response.status == 403, host
+    for host in (f"localhost:{client.port}", f"[::1]:{client.port}", "127.0.0.1"):
+        assert (await client.get("/prompt", headers={"Host": host})).status == 200, host
+
+
+# --- sizes -------------------------------------------------------------------------------------
+
+async def test_oversized_bodies_and_uploads_are_refused(make_client, data_dir):
+    client = await make_client(max_body_mb=0.01, max_upload_mb=0.01)  # 10 KiB each
+    big_prompt = save_graph()
+    big_prompt["2"]["inputs"]["filename_prefix"] = "x" * 20_000
+    response = await client.post("/prompt", json={"prompt": big_prompt})
+    assert response.status == 413
+    noise = Image.frombytes("RGB", (100, 100), os.urandom(30_000))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    assert len(buffer.getvalue()) > 20_000
+    # Caught while streaming (the declared length is within the form overhead) ...
+    response = await client.post("/upload/image", data=_upload(buffer.getvalue(), "big.png"))
+    assert response.status == 413
+    # ... and up front, from Content-Length.
+    response = await client.post("/upload/image", data=_upload(os.urandom(400_000), "huge.png"))
+    assert response.status == 413
+    assert not [p for p in (data_dir / "input").rglob("*") if p.is_file()]
+    small = await client.post("/upload/image", data=_upload(png_bytes(), "small.png"))
+    assert small.status == 200
+
+
+# --- the token ---------------------------------------------------------------------------------
+
+async def test_token_is_required_everywhere(make_client):
+    client = await make_client(auth_token="s3cret-token")
+    good = {"Authorization": "Bearer s3cret-token"}
+    for path in ("/object_info", "/api/queue", "/view?filename=x.png", "/history", "/system_stats",
+                 "/extensions/latentgraph/latentgraph.js"):
+        assert (await client.get(path)).status == 401, path
+        assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status == 401, path
+        assert (await client.get(path, headers=good)).status in (200, 404), path
+    response = await client.post("/prompt", json={"prompt": save_graph()})
+    assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.post("/upload/image", data=_upload(png_bytes(), "t.png"))).status == 401
+    queued = await client.post("/prompt", json={"prompt": save_graph()}, headers=good)
+    assert queued.status == 200
+    via_query = await client.get("/prompt?token=s3cret-token")
+    assert via_query.status == 200 and "latentgraph_token" in via_query.cookies
+    cookie = via_query.cookies["latentgraph_token"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    with_cookie = await client.get("/prompt", headers={"Cookie": "latentgraph_token=s3cret-token"})
+    assert with_cookie.status == 200
+    client.session.cookie_jar.clear()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await client.ws_connect("/ws?clientId=a")
+    assert err.value.status == 401
+    ws = await client.ws_connect("/ws?clientId=a&token=s3cret-token")
+    assert (await ws.receive_json())["type"] == "status"
+    await ws.close()
+    ws = await client.ws_connect("/ws?clientId=b", headers=good)
+    assert (await ws.receive_json())["type"] == "status"
+    await ws.close()
+
+
+# --- binding -----------------------------------------------------------------------------------
+
+async def test_bind_policy(tmp_path):
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_bind(host, None)
+        assert is_loopback(host)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "example.com"):
+        with pytest.raises(UnsafeBind):
+            check_bind(host, None)
+        check_bind(host, "token")
+    assert cli_main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
+    assert not (tmp_path / "latentgraph.sqlite3").exists()  # refused before anything started
+
+
+async def test_origin_normalization():
+    assert normalize_origin("HTTP://LocalHost:80/") == "http://localhost"
+    assert normalize_origin("https://a.example:443") == "https://a.example"
+    assert normalize_origin("http://[::1]:8188") == "http://[::1]:8188"
+    assert normalize_origin("null") == ""
