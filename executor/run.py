@@ -119,15 +119,24 @@ class Executor:
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
         self._last_valid: tuple[dict[str, Any], list[str], Graph] | None = None
+        self._state_lock = threading.Lock()
+        self._current: str | None = None
+        self._pending_interrupts: set[str] = set()
         from .. import __version__
 
         self.info = {"latentgraph": __version__, "torch": torch.__version__, "device": str(self.device)}
 
     # --- public API ----------------------------------------------------------------------------
 
-    def interrupt(self) -> None:
-        """Stop the current run at the next node boundary or progress report."""
-        self._interrupt.set()
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """Stop the current run (or the run of ``prompt_id``, even if it has not started yet)
+        at the next node boundary or progress report. With nothing running it does nothing."""
+        with self._state_lock:
+            if prompt_id is None or prompt_id == self._current:
+                if self._current is not None:
+                    self._interrupt.set()
+            else:
+                self._pending_interrupts.add(prompt_id)
 
     def validate(self, workflow: Any, targets: Iterable[str] | None = None) -> list[Issue]:
         wf = load_workflow(workflow, self.registry)
@@ -140,22 +149,35 @@ class Executor:
         *,
         prompt_id: str | None = None,
         on_event: EventSink | None = None,
+        previews: bool | None = None,
+        outputs: Iterable[str] | None = None,
     ) -> RunResult:
         """Validate, then execute what the output nodes and ``targets`` need.
 
+        ``outputs`` limits which output nodes run (ComfyUI's partial execution; default all);
+        ``previews`` overrides the executor's setting for this run.
         Raises :class:`WorkflowInvalid` (nothing ran), :class:`NodeFailed` or
         :class:`Interrupted`; the cache stays consistent in every case.
         """
         wf = load_workflow(workflow, self.registry)
         wanted = [str(t) for t in targets or ()]
-        graph = self._validated(wf.nodes, wanted)
+        chosen = None if outputs is None else {str(o) for o in outputs}
+        graph = self._validated(wf.nodes, wanted + sorted(chosen or ()))
         sink = on_event or self.on_event or (lambda event: None)
         prompt_id = prompt_id or str(uuid.uuid4())
         with self._lock:
-            self._interrupt.clear()
-            run = _Run(RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt, self.previews))
+            with self._state_lock:
+                self._current = prompt_id
+                self._interrupt.clear()
+                if prompt_id in self._pending_interrupts:
+                    self._pending_interrupts.discard(prompt_id)
+                    self._interrupt.set()
+            state = RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt,
+                             self.previews if previews is None else previews)
+            run = _Run(state)
             self.cache.pin(run.used)
-            wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted]
+            wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted
+                       and (chosen is None or n in chosen)]
             self._emit(run, "execution_start", {"timestamp": _now_ms()})
             try:
                 self._execute(graph, wanted, run, parent=None)
@@ -166,7 +188,11 @@ class Executor:
                 raise
             finally:
                 self.cache.pin(set())
-            self._emit(run, "executing", {"node": None})
+                with self._state_lock:
+                    self._current = None
+                    self._interrupt.clear()
+                # ComfyUI ends every prompt, whatever its outcome, with executing(null).
+                self._emit(run, "executing", {"node": None})
             self._emit(run, "execution_success", {"timestamp": _now_ms()})
         return RunResult(
             prompt_id=prompt_id,
@@ -251,6 +277,10 @@ class Executor:
         todo = self._plan(graph, wanted, run)
         if run.cached[first_cached:]:
             self._emit(run, "execution_cached", {"nodes": run.cached[first_cached:], "timestamp": _now_ms()})
+        for node_id in run.cached[first_cached:]:
+            ui = run.values[node_id].ui
+            if ui and parent is None:  # the editor shows a cached output's images again
+                self._emit(run, "executed", {"node": node_id, "display_node": node_id, "output": ui})
         for done, node_id in enumerate(todo):
             if self._interrupt.is_set():
                 raise Interrupted()

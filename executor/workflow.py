@@ -92,6 +92,8 @@ def load_workflow(
         return source
     if isinstance(source, Mapping):
         return _from_data(dict(source), registry, None)
+    if not isinstance(source, str | Path):
+        raise WorkflowFormatError(f"a workflow is a JSON object or a file path, got {type(source).__name__}")
     path = Path(source)
     try:
         raw = path.read_bytes()

@@ -6,9 +6,9 @@ loop keeps serving requests. The executor's events arrive on the worker thread a
 the loop with ``call_soon_threadsafe``, which keeps their order, and the thread's result is
 delivered the same way, after its last event.
 
-Two adjustments to the executor's event stream, to match what ComfyUI's editor expects:
-cached output nodes get an ``executed`` message (so their images show again), and every prompt
-ends with ``executing`` ``{"node": null}`` whether it succeeded or not.
+The executor's events already follow ComfyUI's sequence (cached outputs are re-announced with
+``executed``, every run ends with ``executing`` ``{"node": null}``); the runner adds an
+``execution_error`` only for a prompt that no longer validates when its turn comes.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ class ActivePrompt:
     interrupt_requested: bool = False
     messages: list[list[Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    # executing(null) and execution_success, held back until cached outputs are reported.
-    held: list[Event] = field(default_factory=list)
 
 
 class PromptRunner:
@@ -80,7 +78,7 @@ class PromptRunner:
         if active is None or (prompt_id is not None and prompt_id != active.item.prompt_id):
             return False
         active.interrupt_requested = True
-        self.executor.interrupt()
+        self.executor.interrupt(active.item.prompt_id)
         return True
 
     async def stop(self, grace_s: float) -> None:
@@ -88,7 +86,7 @@ class PromptRunner:
         self._stopping = True
         self._wake.set()
         if self.active is not None:
-            self.executor.interrupt()
+            self.executor.interrupt(self.active.item.prompt_id)
         self._worker.close()
         if self._task is None:
             return
@@ -140,11 +138,11 @@ class PromptRunner:
             extra = item.extra_data.get("extra_pnginfo")
             ui = extra.get("workflow") if isinstance(extra, dict) else None
             workflow = Workflow(nodes=item.prompt, ui=ui if isinstance(ui, dict) else None)
-            return self.executor.run(workflow, item.outputs_to_execute, prompt_id=item.prompt_id,
-                                     on_event=on_event)
+            # Previews cost a render and a PNG per step: ask for them only when someone will see them.
+            return self.executor.run(workflow, prompt_id=item.prompt_id, on_event=on_event,
+                                     previews=self.hub.has_listeners(item.client_id),
+                                     outputs=item.outputs_to_execute or None)
 
-        # Previews cost a render and a PNG per step: ask for them only when someone will see them.
-        self.executor.previews = self.hub.has_listeners(item.client_id)
         try:
             result = await self._worker.submit(loop, work)
         except Interrupted:
@@ -157,6 +155,8 @@ class PromptRunner:
             outcome = self._failed(active)  # the executor already sent execution_error
         except Exception as err:  # WorkflowInvalid (a node changed since queueing) or a bug
             self._report_error(active, err)
+            if isinstance(err, WorkflowInvalid):  # nothing started, so the executor said nothing
+                self.hub.send("executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id)
             outcome = self._failed(active)
         else:
             outcome = self._succeeded(active, result)
@@ -171,35 +171,20 @@ class PromptRunner:
     def _forward(self, active: ActivePrompt, event: Event, png: bytes | None) -> None:
         """On the loop: record what the history keeps, track the node, send to the client."""
         data = event.data
-        if event.type == "execution_start" and (active.interrupt_requested or self._stopping):
-            # interrupt() or stop() came before Executor.run cleared its flag; it has started now.
-            self.executor.interrupt()
         if event.type in HISTORY_EVENTS:
             active.messages.append([event.type, data])
         if event.type == "executing":
             active.node, active.display_node = data.get("node"), data.get("display_node")
         if event.type == "executed" and data.get("output") is not None:
             active.outputs[data["node"]] = data["output"]
-        if event.type == "execution_success" or (event.type == "executing" and data.get("node") is None):
-            active.held.append(event)
-            return
         self.hub.send(event.type, data, active.item.client_id)
         if png is not None:
             self.hub.send_preview(png, active.item.client_id)
 
     def _succeeded(self, active: ActivePrompt, result: RunResult) -> RunOutcome:
-        client, prompt_id = active.item.client_id, active.item.prompt_id
-        for node_id in result.cached:
-            ui = result.ui.get(node_id)
-            if ui is not None:
-                self.hub.send("executed", {"node": node_id, "display_node": node_id.split(".", 1)[0],
-                                           "output": ui, "prompt_id": prompt_id}, client)
-        for event in active.held:
-            self.hub.send(event.type, event.data, client)
         return RunOutcome({**active.outputs, **result.ui}, "success", True, active.messages)
 
     def _failed(self, active: ActivePrompt) -> RunOutcome:
-        self.hub.send("executing", {"node": None, "prompt_id": active.item.prompt_id}, active.item.client_id)
         return RunOutcome(active.outputs, "error", False, active.messages)
 
     def _report_error(self, active: ActivePrompt, err: Exception) -> None:

@@ -44,6 +44,18 @@ def image_to_pil(image: torch.Tensor) -> list[PILImage.Image]:
     return [PILImage.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a) for a in arrays]
 
 
+_ANNOTATIONS = {" [input]": "input", " [output]": "output", " [temp]": "temp"}
+
+
+def annotated_path(name: str, folders: Folders) -> Path:
+    """ComfyUI's annotated names: "x.png [output]" is x.png in the output folder (the editor's
+    mask editor writes such names); a plain name is in the input folder. Never outside them."""
+    for suffix, folder in _ANNOTATIONS.items():
+        if name.endswith(suffix):
+            return confined(getattr(folders, folder), name[: -len(suffix)], must_exist=True)
+    return confined(folders.input, name, must_exist=True)
+
+
 class LoadImage(Node):
     """Load an image from the input folder as IMAGE and MASK (the alpha channel, inverted)."""
 
@@ -51,7 +63,8 @@ class LoadImage(Node):
     category = CATEGORY
 
     class In(Inputs):
-        image: str = Input(tooltip="a file name inside the input folder", image_upload=True)
+        image: str = Input(tooltip="a file in the input folder ('name [output]' for the output folder)",
+                           image_upload=True)
 
     class Out(Outputs):
         image: Image
@@ -60,7 +73,7 @@ class LoadImage(Node):
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any], folders: Folders) -> Hashable:
         try:
-            path = confined(folders.input, inputs["image"])
+            path = annotated_path(inputs["image"], folders)
             stat = path.stat()
         except (UnsafePath, OSError):
             return ("missing", inputs.get("image"))  # run() reports the problem
@@ -68,7 +81,7 @@ class LoadImage(Node):
 
     def run(self, x: In) -> Out:
         try:
-            path = confined(self.ctx.folders.input, x.image, must_exist=True)
+            path = annotated_path(x.image, self.ctx.folders)
         except (UnsafePath, FileNotFoundError) as err:
             raise InputError("image", str(err)) from None
         try:

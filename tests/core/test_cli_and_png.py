@@ -126,7 +126,12 @@ def test_load_image_stays_inside_input_folder(tmp_path, capsys):
              "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
     assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
     capsys.readouterr()
-    for bad in ("../wf.json", "/etc/passwd", "..%2fwf.json", "sub\\..\\x.png"):
+    (tmp_path / "output").mkdir(exist_ok=True)
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(tmp_path / "output" / "blue.png")
+    graph["1"]["inputs"]["image"] = "blue.png [output]"  # ComfyUI's annotated names
+    assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
+    capsys.readouterr()
+    for bad in ("../wf.json", "/etc/passwd", "..%2fwf.json", "sub\\..\\x.png", "../input/red.png [output]"):
         graph["1"]["inputs"]["image"] = bad
         assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--json") == 1
         assert "input 'image'" in json.loads(capsys.readouterr().out)["error"]

@@ -221,8 +221,9 @@ def test_event_sequence(make_executor, builder):
     assert events[3].data["preview"].shape == (1, 2, 2, 3)
     events.clear()
     ex.run(graph, on_event=events.append)
-    assert [e.type for e in events] == ["execution_start", "execution_cached", "executing", "execution_success"]
-    assert events[1].data["nodes"] == ["o"]
+    assert [e.type for e in events] == ["execution_start", "execution_cached", "executed", "executing",
+                                        "execution_success"]
+    assert events[1].data["nodes"] == ["o"] and events[2].data["output"] == {"sum": [0.0]}
 
 
 def test_interrupt_stops_a_run_and_keeps_the_cache_consistent(ex, builder):
@@ -246,10 +247,26 @@ def test_interrupt_stops_a_run_and_keeps_the_cache_consistent(ex, builder):
     ex.interrupt()
     Progress.GATE.set()
     worker.join(10)
-    assert errors and events[-1].type == "execution_interrupted"
-    assert events[-1].data["node_id"] == "p"
+    assert errors and [e.type for e in events[-2:]] == ["execution_interrupted", "executing"]
+    assert events[-2].data["node_id"] == "p" and events[-1].data["node"] is None
     graph["p"]["inputs"]["wait_at"] = -1
     assert ex.run(graph).executed == ["p", "o"]
+
+
+def test_interrupt_for_a_prompt_that_has_not_started_yet(ex, builder):
+    graph = chain(builder, n=2)
+    ex.interrupt()  # nothing running: no effect on the next run
+    assert ex.run(graph, prompt_id="first").executed
+    ex.interrupt("second")
+    with pytest.raises(Interrupted):
+        ex.run(chain(type(builder)(), n=3, value=5.0), prompt_id="second")
+
+
+def test_outputs_limit_which_output_nodes_run(ex, builder):
+    graph = chain(builder, n=1)
+    graph["out2"] = {"class_type": "LG_TestOutput", "inputs": {"latent": ["t", 0]}}
+    result = ex.run(graph, outputs=["out2"])
+    assert set(result.ui) == {"out2"} and "a0" not in result.executed
 
 
 def test_stream_yields_events_async(ex, builder):
