@@ -8,7 +8,7 @@ import importlib
 from ..executor.node import NodeRegistry
 
 # Families in load order; each sub-package exposes NODES.
-FAMILIES = ("core", "diffusion", "shapes")
+FAMILIES = ("core", "diffusion", "shapes", "var")
 
 
 @functools.cache

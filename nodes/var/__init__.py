@@ -1,0 +1,6 @@
+"""VAR (Tian et al. 2024) as nodes: loaders, VQVAE tokenizer, next-scale prediction steps, and
+samplers that expand into one cached node per scale. The model code lives in ``model/``."""
+
+from . import loaders, samplers, scale_nodes, tokenizer_nodes
+
+NODES = [*loaders.NODES, *tokenizer_nodes.NODES, *scale_nodes.NODES, *samplers.NODES]
