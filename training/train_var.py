@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--max-seconds", type=float, default=float("inf"),
+                        help="stop (and save) when this much time has passed; rerun to resume")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
 
     total = args.vqvae_steps + args.var_steps
     tokens = teacher = None
-    while step < total:
+    while step < total and time.time() - started < args.max_seconds:
         batch = torch.randint(len(images), (args.batch,), generator=gen).to(device)
         if step < args.vqvae_steps:
             for group in opt_vq.param_groups:
