@@ -90,7 +90,9 @@ def sample_spec(seed: int, size: int = DEFAULT_SIZE, class_id: int | None = None
     cid = int(rng.integers(NUM_CLASSES)) if class_id is None else class_id
     _, colour = class_names(cid)
     hue = HUE_CENTRES[COLOURS.index(colour)] + rng.uniform(-HUE_JITTER_DEG, HUE_JITTER_DEG)
-    rgb = colorsys.hsv_to_rgb((hue % 360.0) / 360.0, rng.uniform(*SAT_RANGE), rng.uniform(*VAL_RANGE))
+    rgb = colorsys.hsv_to_rgb(
+        (hue % 360.0) / 360.0, rng.uniform(*SAT_RANGE), rng.uniform(*VAL_RANGE)
+    )
     side = rng.uniform(*SIDE_RANGE) * size
     margin = max(1.0, size / 32)  # keep a pixel of background around the shape
     x0 = rng.uniform(margin, size - margin - side)
@@ -160,7 +162,11 @@ class ShapesDataset(Dataset):
     """
 
     def __init__(
-        self, length: int, size: int = DEFAULT_SIZE, seed_base: int = TRAIN_SEED_BASE, balanced: bool = True
+        self,
+        length: int,
+        size: int = DEFAULT_SIZE,
+        seed_base: int = TRAIN_SEED_BASE,
+        balanced: bool = True,
     ) -> None:
         self.length, self.size, self.seed_base, self.balanced = length, size, seed_base, balanced
 
@@ -182,7 +188,9 @@ def make_batch(
     """Stack images for the given seeds: ((N, 3, H, W) 0..1, captions, (N,) class ids)."""
     imgs, caps, ids = [], [], []
     for j, seed in enumerate(seeds):
-        img, cap, cid = sample(seed, size, class_id=None if class_ids is None else class_ids[j], as_tensor=True)
+        img, cap, cid = sample(
+            seed, size, class_id=None if class_ids is None else class_ids[j], as_tensor=True
+        )
         imgs.append(img)
         caps.append(cap)
         ids.append(cid)
@@ -209,11 +217,19 @@ def make_pool(
     a tiny model on a big GPU would otherwise wait on PIL. uint8 keeps it 4x smaller.
     """
     if workers > 1:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        chunks = [(lo, min(lo + 1024, count)) for lo in range(0, count, 1024)]
-        with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(_pool_chunk, *zip(*[(lo, hi, size, seed_base) for lo, hi in chunks], strict=True)))
+        chunks = [(lo, min(lo + 4096, count)) for lo in range(0, count, 4096)]
+        # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            parts = list(
+                ex.map(
+                    _pool_chunk,
+                    *zip(*[(lo, hi, size, seed_base) for lo, hi in chunks], strict=True),
+                )
+            )
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return _pool_chunk(0, count, size, seed_base)
 
