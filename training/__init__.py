@@ -1,5 +1,6 @@
 """Training code for latentgraph's own small models (synthetic shapes dataset, checker, trainers).
 
-Nothing here is imported by the executor or the nodes: it needs diffusers/transformers/tokenizers
-(the `test` extra) and exists to produce the weights latentgraph ships.
+Only `shapes` (torch, numpy, PIL) is used by the product, by the LG_ShapesImages node and the
+adherence benchmark; the trainers need diffusers/transformers/tokenizers (the `test` extra) and
+exist to produce the weights latentgraph ships.
 """

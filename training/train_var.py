@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,20 +38,6 @@ VAR_CONFIG = VARConfig(vocab_size=512, z_channels=32, num_classes=shapes.NUM_CLA
                        num_heads=3, mlp_hidden_dim=768, patch_nums=PATCH_NUMS)
 COMMITMENT = 0.25  # beta of the VQ-VAE commitment term (van den Oord et al. 2017), as VAR uses
 CLASS_DROPOUT = 0.1  # labels replaced by the null class, so classifier-free guidance works
-
-
-def _render(seed: int, size: int) -> tuple[torch.Tensor, int]:
-    image, _, class_id = shapes.sample(seed, size, class_id=shapes.balanced_class(seed), as_tensor=True)
-    return image, class_id
-
-
-def make_dataset(count: int, size: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` training images in [-1, 1] (N, 3, H, W) and their class ids, rendered once."""
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        items = list(pool.map(_render, range(shapes.TRAIN_SEED_BASE, shapes.TRAIN_SEED_BASE + count),
-                              [size] * count, chunksize=256))
-    images = torch.stack([i for i, _ in items]) * 2 - 1
-    return images, torch.tensor([c for _, c in items])
 
 
 def vq_forward(vqvae: VQVAE, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     started = time.time()
-    images, labels = make_dataset(args.images, args.size, args.workers)
-    images, labels = images.to(device), labels.to(device)
+    pool, labels = shapes.make_pool(args.images, args.size, workers=args.workers)
+    images = (pool.to(device).float() / 127.5 - 1).contiguous()  # uint8 -> [-1, 1]
+    labels = labels.to(device)
     print(f"dataset: {len(images)} images in {time.time() - started:.1f}s", flush=True)
 
     vqvae = VQVAE(replace(VQVAE_CONFIG)).to(device)
