@@ -7,7 +7,7 @@ generator). DPM-Solver++'s multistep history is an explicit SOLVER_STATE input a
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 
@@ -67,93 +67,105 @@ def report(node: Node, x: Any, denoised: torch.Tensor) -> None:
     node.ctx.progress(x.step + 1, len(x.plan), preview=lambda: latent_preview(denoised))
 
 
-class DDPMStep(Node):
+def _outputs(x: Any, prev: torch.Tensor, denoised: torch.Tensor) -> dict[str, Any]:
+    return {"sample": {**x.sample, "samples": prev}, "denoised": {"samples": denoised}}
+
+
+class _DeterministicStep(Node):
+    """Shared run() of the steps that draw no noise; subclasses name their solvers and update."""
+
+    solvers: ClassVar[tuple[str, ...]]
+    In = StepInputs
+    Out = StepOutputs
+
+    @staticmethod
+    def update(sample: torch.Tensor, output: torch.Tensor, plan: Any, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def run(self, x: StepInputs) -> StepOutputs:
+        sample, output = checked_tensors(self, x, self.solvers)
+        prev, denoised = self.update(sample, output, x.plan, x.step)
+        report(self, x, denoised)
+        return StepOutputs(**_outputs(x, prev, denoised))
+
+
+class _StochasticStep(Node):
+    """Shared run() of the steps that draw noise: from the seed, or continuing the RNG state."""
+
+    solvers: ClassVar[tuple[str, ...]]
+    In = StochasticStepInputs
+    Out = StochasticStepOutputs
+
+    def update(self, x: Any, sample: torch.Tensor, output: torch.Tensor,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def run(self, x: StochasticStepInputs) -> StochasticStepOutputs:
+        sample, output = checked_tensors(self, x, self.solvers)
+        gen = generator(x.seed, x.rng)
+        prev, denoised = self.update(x, sample, output, gen)
+        report(self, x, denoised)
+        return StochasticStepOutputs(**_outputs(x, prev, denoised), rng=gen.get_state())
+
+
+class DDPMStep(_StochasticStep):
     """Ancestral DDPM update: the posterior mean of q(x_{t-1} | x_t, x_0) plus its fixed-small
     variance noise (Ho et al. 2020, eqs. 6-7)."""
 
     class_type = "LG_DDPMStep"
     category = CATEGORY
-    In = StochasticStepInputs
-    Out = StochasticStepOutputs
+    solvers = ("ddpm",)
 
-    def run(self, x: StochasticStepInputs) -> StochasticStepOutputs:
-        sample, output = checked_tensors(self, x, ("ddpm",))
-        gen = generator(x.seed, x.rng)
-        prev, denoised = ddpm_step(sample, output, x.plan, x.step, gen)
-        report(self, x, denoised)
-        return StochasticStepOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised},
-                                     rng=gen.get_state())
+    def update(self, x, sample, output, gen):
+        return ddpm_step(sample, output, x.plan, x.step, gen)
 
 
 class DDIMStepInputs(StochasticStepInputs):
     eta: float = Input(0.0, ge=0.0, le=1.0, step=0.01, tooltip="0: deterministic DDIM; 1: DDPM's variance")
 
 
-class DDIMStep(Node):
+class DDIMStep(_StochasticStep):
     """DDIM update (Song et al. 2021, eq. 12); eta interpolates between the deterministic
     sampler (0) and DDPM's variance (1, eq. 16)."""
 
     class_type = "LG_DDIMStep"
     category = CATEGORY
+    solvers = ("ddim",)
     In = DDIMStepInputs
-    Out = StochasticStepOutputs
 
-    def run(self, x: DDIMStepInputs) -> StochasticStepOutputs:
-        sample, output = checked_tensors(self, x, ("ddim",))
-        gen = generator(x.seed, x.rng)
-        prev, denoised = ddim_step(sample, output, x.plan, x.step, x.eta, gen if x.eta > 0 else None)
-        report(self, x, denoised)
-        return StochasticStepOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised},
-                                     rng=gen.get_state())
+    def update(self, x, sample, output, gen):
+        return ddim_step(sample, output, x.plan, x.step, x.eta, gen if x.eta > 0 else None)
 
 
-class EulerStep(Node):
+class EulerStep(_DeterministicStep):
     """Euler step of the probability-flow ODE in sigma (Karras et al. 2022, algorithm 1 without
     churn); feed it the model output for LG_ScaleModelInput's sample."""
 
     class_type = "LG_EulerStep"
     category = CATEGORY
-    In = StepInputs
-    Out = StepOutputs
-
-    def run(self, x: StepInputs) -> StepOutputs:
-        sample, output = checked_tensors(self, x, ("euler",))
-        prev, denoised = euler_step(sample, output, x.plan, x.step)
-        report(self, x, denoised)
-        return StepOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised})
+    solvers = ("euler",)
+    update = staticmethod(euler_step)
 
 
-class EulerAncestralStep(Node):
+class EulerAncestralStep(_StochasticStep):
     """Euler ancestral: a deterministic step down to sigma_down, then fresh noise up to
     sigma_up (Karras et al. 2022; k-diffusion's sample_euler_ancestral)."""
 
     class_type = "LG_EulerAncestralStep"
     category = CATEGORY
-    In = StochasticStepInputs
-    Out = StochasticStepOutputs
+    solvers = ("euler_ancestral",)
 
-    def run(self, x: StochasticStepInputs) -> StochasticStepOutputs:
-        sample, output = checked_tensors(self, x, ("euler_ancestral",))
-        gen = generator(x.seed, x.rng)
-        prev, denoised = euler_ancestral_step(sample, output, x.plan, x.step, gen)
-        report(self, x, denoised)
-        return StochasticStepOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised},
-                                     rng=gen.get_state())
+    def update(self, x, sample, output, gen):
+        return euler_ancestral_step(sample, output, x.plan, x.step, gen)
 
 
-class FlowEulerStep(Node):
+class FlowEulerStep(_DeterministicStep):
     """Rectified-flow Euler step x_{t-dt} = x_t + (sigma_next - sigma) v (SD3, FlowMatchEuler)."""
 
     class_type = "LG_FlowEulerStep"
     category = CATEGORY
-    In = StepInputs
-    Out = StepOutputs
-
-    def run(self, x: StepInputs) -> StepOutputs:
-        sample, output = checked_tensors(self, x, ("flow_euler",))
-        prev, denoised = flow_euler_step(sample, output, x.plan, x.step)
-        report(self, x, denoised)
-        return StepOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised})
+    solvers = ("flow_euler",)
+    update = staticmethod(flow_euler_step)
 
 
 class DPMSolverInputs(StepInputs):
@@ -183,7 +195,7 @@ class DPMSolverStep(Node):
             raise InputError("state", f"the state comes from step {x.state.step_index}, not step {x.step - 1}")
         prev, denoised, state = dpmpp_2m_step(sample, output, x.plan, x.step, x.state, x.lower_order_final)
         report(self, x, denoised)
-        return DPMSolverOutputs(sample={**x.sample, "samples": prev}, denoised={"samples": denoised}, state=state)
+        return DPMSolverOutputs(**_outputs(x, prev, denoised), state=state)
 
 
 class ScaleModelInput(Node):
