@@ -4,9 +4,10 @@
     latentgraph submit graphs/core_demo.json --server http://127.0.0.1:8188
 
 Every route answers with and without ``/api``. Queue and history live in
-``DATA_DIR/latentgraph.sqlite3``; files in ``DATA_DIR/{input,output,temp}``. The editor's
-routes (static frontend, userdata, settings, i18n) are to come as one more ``routes_*`` module
-with a ``register(app)``, added to ``app.ROUTE_MODULES`` or passed as ``create_app(extra_routes=...)``.
+``DATA_DIR/latentgraph.sqlite3``; files in ``DATA_DIR/{input,output,temp,user}``. ``/`` serves
+ComfyUI's own editor (the pinned ``comfyui-frontend-package``) with our extension from
+``web/extension``; a route module is any ``routes_*`` with a ``register(app)``, listed in
+``app.ROUTE_MODULES`` or passed as ``create_app(extra_routes=...)``.
 
 Modules, one job each:
 
@@ -19,7 +20,9 @@ Modules, one job each:
 * ``ws``             -- WebSocket connections, outboxes, message and preview framing
 * ``previews``       -- IMAGE tensor -> small PNG for live previews
 * ``file_access``    -- the input/output/temp folders and confined names in them
-* ``routes_*``       -- the HTTP routes, each registered with and without ``/api``
+* ``routes_*``       -- the HTTP routes, each registered with and without ``/api``: prompt and
+                        queue, files, info, WebSocket, editor (frontend, templates), userdata
+                        (settings, users, saved workflows), jobs
 * ``client``         -- the ``latentgraph submit`` client
 """
 

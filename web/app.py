@@ -1,8 +1,9 @@
 """The application factory and the ``serve`` entry point.
 
 Routes live in one module per concern, each with a ``register(app)``; ``ROUTE_MODULES`` lists
-them, and ``create_app(extra_routes=...)`` adds more (the editor's static files and its
-userdata/settings/i18n routes will come as their own module, registered the same way).
+them, and ``create_app(extra_routes=...)`` adds more. The editor's are ``routes_editor`` (the
+pinned ComfyUI frontend at ``/``, templates from graphs/, startup stubs), ``routes_userdata``
+(users, settings, saved workflows) and ``routes_jobs`` (the queue panel's jobs API).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from types import ModuleType
 from aiohttp import web
 
 from ..executor import Executor, NodeRegistry
-from . import routes_files, routes_info, routes_prompt, routes_ws
+from . import (
+    routes_editor,
+    routes_files,
+    routes_info,
+    routes_jobs,
+    routes_prompt,
+    routes_userdata,
+    routes_ws,
+)
 from .config import ServerConfig
 from .queue_store import QueueStore
 from .runner import PromptRunner
@@ -24,7 +33,9 @@ from .ws import ClientHub
 
 log = logging.getLogger(__name__)
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (routes_prompt, routes_files, routes_info, routes_ws)
+# routes_editor last: it serves the frontend's static folders beside the API routes.
+ROUTE_MODULES: tuple[ModuleType, ...] = (routes_prompt, routes_files, routes_info, routes_ws, routes_jobs,
+                                         routes_userdata, routes_editor)
 
 
 def create_app(
