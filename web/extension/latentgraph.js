@@ -66,13 +66,6 @@ app.registerExtension({
     { id: "latentgraph.About", label: "About latentgraph", icon: "pi pi-info-circle", function: showAbout },
   ],
   menuCommands: [{ path: ["Help"], commands: ["latentgraph.About"] }],
-  // Our server names the module of its nodes "latentgraph"; the editor recognises node packs by
-  // "custom_nodes.<pack>", and shows "?" as the source badge of anything else.
-  beforeRegisterVueAppNodeDefs(defs) {
-    for (const def of defs) {
-      if (def?.python_module === "latentgraph") def.python_module = "custom_nodes.latentgraph";
-    }
-  },
   // Runs before the editor looks for missing node types, so ComfyUI's default graph (a new
   // user's first graph, "new workflow") becomes our first template instead of a list of errors.
   beforeConfigureGraph(graphData) {
