@@ -351,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "serve"):
+        from .executor.run import settle_heap
+        from .nodes import default_registry
+
+        default_registry()  # import every node family before settling the heap
+        settle_heap()
     return int(args.func(args))
 
 

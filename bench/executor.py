@@ -16,6 +16,7 @@ import sys
 import time
 
 from latentgraph import Executor
+from latentgraph.executor.run import settle_heap
 
 
 def chain(n: int) -> dict:
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    settle_heap()  # as `latentgraph run` and `latentgraph serve` do at start-up
     print(f"{'graph':<12}{'nodes':>7}  {'run':<12}{'wall ms':>10}{'us/node':>10}{'executed':>10}")
     for shape in ("chain", "wide"):
         for n in args.sizes:
