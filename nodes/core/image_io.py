@@ -72,11 +72,14 @@ class LoadImage(Node):
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any], folders: Folders) -> Hashable:
+        name = inputs.get("image")
+        if not isinstance(name, str):
+            return None  # linked: the name is known only at run time, its source's signature covers it
         try:
-            path = annotated_path(inputs["image"], folders)
+            path = annotated_path(name, folders)
             stat = path.stat()
         except (UnsafePath, OSError):
-            return ("missing", inputs.get("image"))  # run() reports the problem
+            return ("missing", name)  # run() reports the problem
         return (str(path), stat.st_size, stat.st_mtime_ns)
 
     def run(self, x: In) -> Out:

@@ -135,3 +135,12 @@ def test_load_image_stays_inside_input_folder(tmp_path, capsys):
         graph["1"]["inputs"]["image"] = bad
         assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--json") == 1
         assert "input 'image'" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_load_image_with_a_linked_name(tmp_path):
+    (tmp_path / "input").mkdir()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(tmp_path / "input" / "grey.png")
+    graph = {"0": {"class_type": "LG_String", "inputs": {"value": "grey.png"}},
+             "1": {"class_type": "LG_LoadImage", "inputs": {"image": ["0", 0]}},
+             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+    assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
