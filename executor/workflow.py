@@ -260,9 +260,10 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
                 for i, o in enumerate(spec.outputs)
             ]
             for name, s in spec.inputs.items():
-                value = call.get("inputs", {}).get(name, s.default if s.has_default else None)
+                default = s.default if s.has_default else None
+                value = call.get("inputs", {}).get(name, default)
                 if s.socket.is_widget and not s.hints.get("forceInput"):
-                    node["widgets_values"].append(value if not is_link(value) else s.default)
+                    node["widgets_values"].append(default if is_link(value) else value)
                     if s.type == "INT" and (s.hints.get("control_after_generate") or name in ("seed", "noise_seed")):
                         node["widgets_values"].append("fixed")
                 if is_link(value) or not s.socket.is_widget:
