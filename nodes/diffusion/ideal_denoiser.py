@@ -32,7 +32,7 @@ class IdealDenoiser(Denoiser):
         if not schedule.is_flow:
             # Variance-exploding sigma per training timestep; fractional timesteps (Euler's
             # linspace plans) interpolate it linearly, as EulerDiscreteScheduler does.
-            ab = schedule.alphas_cumprod.double()
+            ab = schedule.alphas_cumprod_for_sigmas.double()
             self._sigmas = ((1 - ab) / ab).sqrt()
 
     def _signal_and_noise(self, timestep: torch.Tensor) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from ...executor.types import Latent
 from .math.plan import EULER_SOLVERS, Solver
 from .noise_nodes import SEED_MAX
 from .schedule_nodes import checked_plan
-from .sockets import DenoiserSocket, ScheduleSocket, TextEmbedsSocket
+from .sockets import DenoiserSocket, RngSocket, ScheduleSocket, TextEmbedsSocket
 from .step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
 
 CATEGORY = "latentgraph/sampling"
@@ -55,6 +55,7 @@ class Sampler(Node):
         solver: Solver = Input("euler")
         schedule: Optional[ScheduleSocket] = Input(None, tooltip="default: the denoiser's own")  # noqa: UP045
         denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+        rng: Optional[RngSocket] = Input(None, tooltip="continue this random stream (e.g. the one LG_AutoencoderEncode drew from) instead of seeding the noise")  # noqa: UP045
 
     class Out(Outputs):
         latent: Latent
@@ -71,7 +72,9 @@ def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, 
         "LG_DenoiserSchedule", id="schedule", denoiser=P("denoiser")).out()
     plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=P("steps"), solver=P("solver"),
                   spacing=x.denoiser.spacing, steps_offset=x.denoiser.steps_offset, denoise=P("denoise"))
-    noise = g.node("LG_Noise", id="noise", like=P("latent"), seed=P("seed"))
+    # img2img pipelines draw the VAE sample and then the noise from one generator: continue it.
+    stream = {"rng": P("rng")} if x.rng is not None else {}
+    noise = g.node("LG_Noise", id="noise", like=P("latent"), seed=P("seed"), **stream)
     if x.denoise >= 1.0:
         sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
     else:

@@ -25,15 +25,21 @@ class NoiseSchedule(Node):
         beta_end: float = Input(0.012, ge=0.0, le=1.0, step=0.0001)
         prediction_type: PredictionType = Input("epsilon", tooltip="what the network predicts")
         shift: float = Input(1.0, ge=0.01, le=100.0, step=0.1, tooltip="flow only: timestep shift")
+        zero_terminal_snr: bool = Input(False, tooltip="rescale betas so the last step is pure noise "
+                                                       "(Lin et al. 2024)")
 
     class Out(Outputs):
         schedule: ScheduleSocket
 
     def run(self, x: In) -> Out:
         try:
-            schedule = Schedule(x.kind, x.num_train_timesteps, x.beta_start, x.beta_end, x.prediction_type, x.shift)
+            schedule = Schedule(x.kind, x.num_train_timesteps, x.beta_start, x.beta_end, x.prediction_type, x.shift,
+                                x.zero_terminal_snr)
         except ValueError as err:
-            raise InputError("prediction_type" if "prediction" in str(err) else "kind", str(err)) from None
+            message = str(err)
+            name = next((n for n in ("zero_terminal_snr", "shift", "prediction_type", "beta_start")
+                         if n.split("_")[0] in message), "kind")
+            raise InputError(name, message) from None
         return self.Out(schedule=schedule)
 
 

@@ -14,7 +14,7 @@ from denoiser_for_tests import SHAPE, TextEmbeds, make_denoiser, registry
 from diffusers.utils.torch_utils import randn_tensor
 from latentgraph.executor import Executor, NodeFailed
 from latentgraph.executor.graph_builder import GraphBuilder
-from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE
+from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE, Schedule
 
 REG = registry()
 SOLVER_SCHEDULE = {
@@ -29,10 +29,9 @@ def executor():
     return Executor(device="cpu", registry=REG)
 
 
-def oracle_loop(oracle, solver, steps, seed, cfg, batch=1):
+def oracle_loop(oracle, solver, steps, seed, cfg, batch=1, schedule=None, spacing="leading"):
     scheduler = oracle(solver, steps)
-    schedule = SOLVER_SCHEDULE[solver]
-    denoiser = make_denoiser(schedule)
+    denoiser = make_denoiser(schedule or SOLVER_SCHEDULE[solver], spacing)
     gen = torch.Generator("cpu").manual_seed(seed)
     latents = randn_tensor((batch, *SHAPE[1:]), generator=gen, dtype=torch.float32)
     latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)  # flow schedulers have none
@@ -201,3 +200,23 @@ def test_sampler_reports_progress_with_previews():
     previews = [e.data for e in events if e.type == "progress" and "preview" in e.data]
     assert [p["value"] for p in previews] == [1, 2, 3] and previews[0]["preview"].shape == (1, 8, 8, 3)
     assert any(e.type == "progress" and e.data["node"] == "sampler" for e in events)
+
+
+@pytest.mark.parametrize("solver", ["ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m"])
+@pytest.mark.parametrize("steps", [1, 4, 10])
+def test_zero_terminal_snr_v_prediction_equals_diffusers(executor, oracle, solver, steps):
+    """Lin et al. 2024's recipe (zero terminal SNR, v-prediction, trailing spacing), as the
+    shipped shapes model is trained."""
+    graph = sampler_graph(solver, steps, seed=4, cfg=3.0)
+    graph["schedule"]["inputs"].update(prediction_type="v_prediction", zero_terminal_snr=True)
+    graph["denoiser"]["inputs"]["spacing"] = "trailing"
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+
+    def zsnr_oracle(name, n):
+        return oracle(name, n, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                      timestep_spacing="trailing")
+
+    expected = oracle_loop(zsnr_oracle, solver, steps, seed=4, cfg=3.0,
+                           schedule=Schedule("scaled_linear", 1000, 0.00085, 0.012, "v_prediction",
+                                             zero_terminal_snr=True), spacing="trailing")
+    assert torch.equal(ours, expected), (ours - expected).abs().max()

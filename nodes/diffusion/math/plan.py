@@ -201,7 +201,7 @@ def _dpm_grid(train_steps: int, steps: int, spacing: str, steps_offset: int) -> 
 
 def _train_sigmas(schedule: Schedule) -> torch.Tensor:
     """Variance-exploding noise level of each training step, sigma = sqrt((1 - ab) / ab) (float32)."""
-    alpha_bars = schedule.alphas_cumprod
+    alpha_bars = schedule.alphas_cumprod_for_sigmas
     return ((1 - alpha_bars) / alpha_bars) ** 0.5
 
 

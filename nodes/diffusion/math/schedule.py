@@ -43,6 +43,9 @@ class Schedule:
     beta_end: float = 0.02
     prediction_type: PredictionType = "epsilon"
     shift: float = 1.0
+    # Lin et al. 2024 ("Common diffusion noise schedules and sample steps are flawed"), alg. 1:
+    # rescale the betas so the last step is pure noise (diffusers' rescale_betas_zero_snr).
+    zero_terminal_snr: bool = False
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -70,6 +73,8 @@ class Schedule:
             )
         if not self.shift > 0:
             raise ValueError(f"shift must be positive, got {self.shift}")
+        if self.is_flow and self.zero_terminal_snr:
+            raise ValueError("zero_terminal_snr applies to discrete beta schedules, not 'flow'")
         if not self.is_flow:
             if self.shift != 1.0:
                 raise ValueError("shift only applies to beta_schedule='flow'")
@@ -88,6 +93,10 @@ class Schedule:
         """beta_t for t = 0 .. T-1 as float32, computed the way diffusers does."""
         if self.is_flow:
             raise ValueError("beta_schedule='flow' has no betas; use sigmas (sigma = t) instead")
+        betas = self._base_betas()
+        return _rescaled_to_zero_terminal_snr(betas) if self.zero_terminal_snr else betas
+
+    def _base_betas(self) -> torch.Tensor:
         steps = self.num_train_timesteps
         if self.beta_schedule == "linear":
             return torch.linspace(self.beta_start, self.beta_end, steps, dtype=torch.float32)
@@ -111,6 +120,16 @@ class Schedule:
         """alpha_bar_t = prod_{s <= t} (1 - beta_s) (DDPM eq. 4), a float32 running product."""
         return torch.cumprod(self.alphas, dim=0)
 
+    @property
+    def alphas_cumprod_for_sigmas(self) -> torch.Tensor:
+        """alpha_bar as the sigma-parameterised solvers (Euler, DPM-Solver) use it: with a zero
+        terminal SNR the last alpha_bar is 2**-24 (fp16's smallest subnormal, diffusers' choice)
+        so that the first sigma is large but finite."""
+        alphas_cumprod = self.alphas_cumprod
+        if self.zero_terminal_snr:
+            alphas_cumprod[-1] = 2**-24
+        return alphas_cumprod
+
     def shift_sigmas(self, sigmas: SigmaArray) -> SigmaArray:
         """Timestep shift of SD3 (Esser et al. 2024, sec. 5.3.2): s*t / (1 + (s - 1)*t).
 
@@ -118,6 +137,17 @@ class Schedule:
         shifts in float64 numpy for some grids and in float32 torch for others.
         """
         return self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
+
+
+def _rescaled_to_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2024, alg. 1: shift sqrt(alpha_bar) so its last value is 0, scale it so its
+    first value is unchanged, and convert back to betas."""
+    root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alpha_bars = root**2
+    alphas = torch.cat([alpha_bars[0:1], alpha_bars[1:] / alpha_bars[:-1]])
+    return 1 - alphas
 
 
 def _cosine_betas(steps: int) -> torch.Tensor:
