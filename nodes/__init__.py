@@ -8,7 +8,7 @@ import importlib
 from ..executor.node import NodeRegistry
 
 # Families in load order; each sub-package exposes NODES.
-FAMILIES = ("core", "diffusion", "shapes", "var")
+FAMILIES = ("core", "diffusion", "shapes", "var", "ldm", "sana", "common")
 
 
 @functools.cache

@@ -1,0 +1,4 @@
+"""Stable Diffusion 1.x (latent diffusion): U-Net denoiser, CLIP text encoder, SD-VAE, and the
+single-file (CompVis/LDM) checkpoint layout. Its nodes are the shared ones in ``nodes.common``."""
+
+NODES: list = []

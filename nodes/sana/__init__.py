@@ -1,0 +1,4 @@
+"""SANA: linear-attention DiT denoiser, Gemma-2 text encoder, DC-AE autoencoder, and the NVlabs /
+MIT efficientvit checkpoint layouts. Its nodes are the shared ones in ``nodes.common``."""
+
+NODES: list = []

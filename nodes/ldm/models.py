@@ -1,0 +1,74 @@
+"""SD 1.x's U-Net as a DENOISER and its KL autoencoder (SD-VAE) as an AUTOENCODER, driving the
+diffusers modules the way StableDiffusion(Img2Img)Pipeline does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..common.models import Autoencoder, HoldsModules
+from ..common.schedules import TrainingSchedule
+from ..diffusion.denoiser import Denoiser, TextEmbeds
+
+
+class UNetDenoiser(Denoiser, HoldsModules):
+    """UNet2DConditionModel predicting epsilon (or v) from x_t, t and the CLIP embeddings."""
+
+    _modules = ("unet",)
+
+    def __init__(self, unet: Any, training: TrainingSchedule) -> None:
+        self.unet = unet
+        self.schedule = training.schedule
+        self.spacing = training.spacing
+        self.steps_offset = training.steps_offset
+
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, context: TextEmbeds | None
+    ) -> torch.Tensor:
+        if context is None:
+            raise ValueError("the SD U-Net is conditioned on text: connect a positive prompt")
+        device, dtype = self.placement
+        with torch.no_grad():
+            # The pipeline hands the scheduler's 0-d timestep straight to the U-Net, which
+            # broadcasts it over the batch itself; so do we.
+            out = self.unet(
+                sample.to(device, dtype),
+                timestep.to(device),
+                encoder_hidden_states=context.embeddings.to(device, dtype),
+                return_dict=False,
+            )[0]
+        return out.to(sample.dtype)
+
+
+class KLAutoencoder(Autoencoder):
+    """AutoencoderKL: encoding samples its diagonal Gaussian posterior (or takes the mode)."""
+
+    kind = "sd-vae"
+    _modules = ("vae",)
+    stochastic = True
+
+    def __init__(self, vae: Any, latent_dtype: torch.dtype) -> None:
+        self.vae = vae
+        config = vae.config
+        self.latent_channels = int(config.latent_channels)
+        self.scaling_factor = float(config.scaling_factor)
+        self.downsample = 2 ** (len(config.block_out_channels) - 1)
+        self.latent_dtype = latent_dtype
+
+    def encode(
+        self, pixels: torch.Tensor, generator: torch.Generator | None, sample: bool = True
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            posterior = self.vae.encode(pixels.to(*self.placement)).latent_dist
+            # DiagonalGaussianDistribution.sample draws randn(mean.shape) from the generator, as
+            # the img2img pipeline's retrieve_latents does, before the pipeline draws its noise.
+            z = posterior.sample(generator) if sample else posterior.mode()
+        return (self.scaling_factor * z).to(self.latent_dtype)
+
+    def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+        z = latents.to(*self.placement) / self.scaling_factor
+        with torch.no_grad():
+            if tiled:
+                return self.vae.tiled_decode(z, return_dict=False)[0]
+            return self.vae.decode(z, return_dict=False)[0]
