@@ -28,17 +28,22 @@ EventSink = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class Folders:
-    """Where file nodes read and write; nodes never leave these folders."""
+    """Where file nodes read and write; nodes never leave these folders.
+
+    ``absolute_models`` lets loaders also take an existing absolute path (the CLI: the user
+    types it); a server leaves it off, so a submitted workflow reaches only the models folder.
+    """
 
     input: Path
     output: Path
     temp: Path
     models: Path
+    absolute_models: bool = True
 
     @classmethod
-    def under(cls, root: str | Path) -> Folders:
+    def under(cls, root: str | Path, *, absolute_models: bool = True) -> Folders:
         root = Path(root)
-        return cls(root / "input", root / "output", root / "temp", root / "models")
+        return cls(root / "input", root / "output", root / "temp", root / "models", absolute_models)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -42,9 +42,10 @@ class ServerConfig:
 
     @property
     def folders(self) -> Folders:
-        folders = Folders.under(self.data_dir)
+        # Workflows arrive from clients: loaders reach the models folder and nothing else.
+        folders = Folders.under(self.data_dir, absolute_models=False)
         if self.models_dir is not None:
-            folders = Folders(folders.input, folders.output, folders.temp, self.models_dir)
+            folders = Folders(folders.input, folders.output, folders.temp, self.models_dir, absolute_models=False)
         return folders
 
     @property

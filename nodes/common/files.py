@@ -21,6 +21,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from ...executor.context import Folders
 from ...executor.paths import UnsafePath, confined
 
 StateDict = dict[str, torch.Tensor]
@@ -35,11 +36,16 @@ class CheckpointError(ValueError):
     """A file or folder that cannot be used as the model asked for; the message names it."""
 
 
-def resolve_model_path(models_folder: Path, name: str) -> Path:
-    """The file or folder ``name`` names: an existing absolute path, or a path inside the models
-    folder. Raises CheckpointError when it is unsafe or missing."""
+def resolve_model_path(folders: Folders, name: str) -> Path:
+    """The file or folder ``name`` names: a path inside the models folder, or an existing
+    absolute path where the host allows those. Raises CheckpointError when it is unsafe or
+    missing."""
+    models_folder = folders.models
     candidate = Path(name)
     if candidate.is_absolute():
+        if not folders.absolute_models:
+            raise CheckpointError(f"'{name}': absolute paths are not allowed here; give a name "
+                                  "inside the models folder")
         if not candidate.exists():
             raise CheckpointError(f"'{name}' does not exist")
         return candidate.resolve()
@@ -48,15 +54,17 @@ def resolve_model_path(models_folder: Path, name: str) -> Path:
     except UnsafePath as err:
         raise CheckpointError(f"'{name}': {err}") from None
     if not path.exists():
-        raise CheckpointError(f"'{name}' does not exist in the models folder ({models_folder})")
+        raise CheckpointError(f"'{name}' does not exist in the models folder")
     return path
 
 
-def path_fingerprint(models_folder: Path, name: Any) -> Hashable:
+def path_fingerprint(folders: Folders, name: Any) -> Hashable:
     """Identity of a model file or folder (path, size, mtime; a folder hashes its file list), so
     that editing the weights re-executes the nodes reading them."""
+    if not isinstance(name, str):
+        return None  # linked from another node: its signature stands for the name
     try:
-        path = resolve_model_path(models_folder, str(name))
+        path = resolve_model_path(folders, name)
     except (CheckpointError, OSError):
         return ("missing", str(name))  # run() reports the problem
     if path.is_file():

@@ -29,12 +29,12 @@ class LoaderNode(Node):
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any], folders: Folders) -> Hashable:
-        return path_fingerprint(folders.models, inputs.get("path"))
+        return path_fingerprint(folders, inputs.get("path"))
 
     def load(self, name: str) -> dict[str, Any]:
         try:
-            path = resolve_model_path(self.ctx.folders.models, name)
-            identity = path_fingerprint(self.ctx.folders.models, name)
+            path = resolve_model_path(self.ctx.folders, name)
+            identity = path_fingerprint(self.ctx.folders, name)
             return load_parts(path, self.parts, self.ctx.device, identity)
         except CheckpointError as err:
             raise InputError("path", str(err)) from None

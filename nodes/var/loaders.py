@@ -3,15 +3,14 @@
 Checkpoints are the official FoundationVision/VAR layout, as ``.pth`` (read with weights-only
 unpickling, so a file carrying code is refused, never run) or as ``.safetensors``. Where a name may
 point is decided before any byte is read: a relative name must stay inside the models folder
-(``confined`` refuses ``..``, odd characters and symlinks leading out); an absolute name is taken
-only when it is an existing regular file with a checkpoint suffix, so a workflow cannot make the
-host read devices, pipes, directories or arbitrary non-checkpoint files. Error messages repeat the
-name the workflow gave, never the resolved location.
+(the shared rules of ``nodes.common.files``: ``confined`` refuses ``..``, odd characters and symlinks
+leading out; absolute names only where the host allows them), and it must be a regular file with a
+checkpoint suffix, so a workflow cannot make the host read devices, pipes, directories or
+arbitrary non-checkpoint files.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Hashable
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from ...executor.context import Folders
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
-from ...executor.paths import UnsafePath, check_name, confined
+from ..common.files import CheckpointError, path_fingerprint, resolve_model_path
 from .checks import parse_patch_nums
 from .model import read_state_dict, var_from_state_dict, vqvae_from_state_dict
 from .model.loading import StateDict
@@ -32,27 +31,19 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 TRAINED_SCALES_KEY = "quantize.ema_vocab_hit_SV"
 
 
-def checkpoint_path(models: Path, name: str) -> Path:
-    """The file a loader's ``path`` input names, or InputError('path') saying why not.
-
-    The returned path keeps the name's last component (not the symlink target's), so the file
-    format is read off the suffix the user gave even for hub-cache style symlinked blobs.
-    """
-    if not name or "\x00" in name:
-        raise InputError("path", "a checkpoint file name is required")
-    if Path(name).suffix.lower() not in CHECKPOINT_SUFFIXES:
+def checkpoint_path(folders: Folders, name: str) -> Path:
+    """The file a loader's ``path`` input names, or InputError('path') saying why not: the
+    shared model-path rules (inside the models folder; absolute only where the host allows),
+    plus a checkpoint suffix and a regular file, so no device, pipe or folder is ever read."""
+    if not name or Path(name).suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise InputError("path", f"'{name}' is not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
-    if os.path.isabs(name):
-        if not Path(name).is_file():  # follows symlinks; False for devices, pipes and folders
-            raise InputError("path", f"'{name}' is not an existing checkpoint file")
-        return Path(name)
     try:
-        confined(models, name, must_exist=True)
-    except UnsafePath as err:
-        raise InputError("path", f"'{name}': {err}") from None
-    except FileNotFoundError:
-        raise InputError("path", f"'{name}' does not exist in the models folder") from None
-    return Path(models).resolve().joinpath(*check_name(name))
+        path = resolve_model_path(folders, name)
+    except CheckpointError as err:
+        raise InputError("path", str(err)) from None
+    if not path.is_file():
+        raise InputError("path", f"'{name}' is not a checkpoint file")
+    return path
 
 
 def read_checkpoint(path: Path, name: str) -> StateDict:
@@ -74,18 +65,10 @@ class CheckpointLoader(Node):
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any], folders: Folders) -> Hashable:
-        name = inputs.get("path")
-        if not isinstance(name, str):
-            return None  # linked from another node: nothing to look at before the run
-        try:
-            path = checkpoint_path(folders.models, name)
-            stat = path.stat()
-        except (InputError, OSError):
-            return ("missing", name)  # run() reports the problem
-        return (str(path), stat.st_size, stat.st_mtime_ns)
+        return path_fingerprint(folders, inputs.get("path"))
 
     def open(self, name: str) -> StateDict:
-        return read_checkpoint(checkpoint_path(self.ctx.folders.models, name), name)
+        return read_checkpoint(checkpoint_path(self.ctx.folders, name), name)
 
 
 class LoadVQVAE(CheckpointLoader):

@@ -175,3 +175,15 @@ def test_latents_of_another_autoencoder(sd_executor):
     )
     with pytest.raises(InputError, match="4-channel"):
         AutoencoderDecode(None).run(inputs)  # type: ignore[arg-type]
+
+
+def test_a_host_can_refuse_absolute_model_paths(sd_root, tmp_path):
+    """The server runs workflows others submit: only the models folder is reachable there."""
+    import dataclasses
+
+    from latentgraph.executor import Executor, NodeFailed
+
+    served = dataclasses.replace(sd_root, absolute_models=False)
+    graph = {"1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": str(sd_root.models / "sd" / "tiny")}}}
+    with pytest.raises(NodeFailed, match="absolute paths are not allowed"):
+        Executor(device="cpu", folders=served).run(graph, targets=["1"])

@@ -263,7 +263,7 @@ LOADER_ERRORS = [
     ("var", {"path": "var/missing.safetensors"}, "path", ["missing.safetensors", "does not exist"]),
     ("var", {"path": "../outside.safetensors"}, "path", [".."]),
     ("var", {"path": "var/notes.txt"}, "path", ["notes.txt", "not a checkpoint"]),
-    ("var", {"path": "/nonexistent/var.pth"}, "path", ["/nonexistent/var.pth", "not an existing"]),
+    ("var", {"path": "/nonexistent/var.pth"}, "path", ["/nonexistent/var.pth", "does not exist"]),
     ("var", {"path": "var/evil.pth"}, "path", ["evil.pth", "weights-only"]),
     ("vqvae", {"patch_nums": "1,2,3,4,5"}, "patch_nums", ["trained with 4"]),
     ("vqvae", {"patch_nums": "1,3,2,4"}, "patch_nums", ["increasing"]),
