@@ -1,0 +1,743 @@
+"""Train latentgraph's tiny SANA-family model on the synthetic shapes dataset.
+
+The result is an ordinary diffusers SanaPipeline folder (model_index.json, tokenizer/,
+text_encoder/, vae/, transformer/, scheduler/; safetensors) built from the real architectures
+(Gemma2Model + a Gemma-format tokenizer, AutoencoderDC, SanaTransformer2DModel,
+DPMSolverMultistepScheduler with flow sigmas), only very small, so the same loaders and nodes that
+run full-size SANA checkpoints run it. Generate with SanaPipeline at height=width=32 and
+use_resolution_binning=False (its aspect-ratio bins are for 512..4096 px models).
+
+Stages:
+  a) DC-AE: L1 reconstruction (plus a tiny L2 pull on the latents, which DC-AE, unlike a KL VAE,
+     does not have otherwise) on a fixed pool of rendered images; 32x32x3 <-> 8x8x4 (f4c4).
+  b) SANA DiT + Gemma-2 text encoder, trained jointly (so the words get embeddings made for this
+     task), with rectified flow on the DC-AE's latents: x_t = (1 - s) x0 + s noise, target
+     v = noise - x0, s from a logit-normal shifted by the flow_shift (3.0) that the exported scheduler samples
+     with, DiT timestep 1000 s (SanaPipeline passes the scheduler's timesteps, floor(1000 s); an
+     oracle test in tests/training checks the convention). The text conditioning is SanaPipeline's
+     own: prompts lower-cased and stripped, by default with the complex human instruction prepended
+     (half the captions; the other half without, as LG_TextEncode's instruction=false and
+     SanaPipeline's complex_human_instruction=None encode them), BOS + the last 299 positions with
+     the attention mask. 10 % of the samples get the empty prompt encoded as the pipeline encodes
+     its negative prompt (no instruction), for classifier-free guidance. EMA weights are exported.
+
+The text encoder runs once per step on the 49 distinct prompts (24 captions with and without the
+instruction, and ""), and each sample gathers its row: a few hundred tokens per step whatever the
+batch, and still trained. Gemma is causal and the prompts are right-padded, so it runs only up to
+the longest real token and the DiT gets only the positions the mask keeps (BOS and the caption): the
+pipeline's 300-position input differs only by masked keys, which its -10000 attention bias zeroes.
+
+Everything random comes from seeded generators whose state is checkpointed, so a killed run
+restarted with the same command resumes where it stopped (on CPU, bit-for-bit).
+
+CPU smoke:  python -m latentgraph.training.train_sana --out /tmp/shapes_sana --vae-steps 3 \
+                --steps 3 --batch 8 --pool 48 --eval-samples 2 --eval-steps 2
+GPU full:   python -m latentgraph.training.train_sana --out models/shapes_sana --device cuda \
+                --workers 8
+            (= --vae-steps 2000 --steps 6000 --batch 512 --pool 50000; not yet run on a GPU: the
+            recipe follows train_sd's, whose UNet needed ~1000 steps, and SANA's flow settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderDC,
+    DPMSolverMultistepScheduler,
+    SanaPipeline,
+    SanaTransformer2DModel,
+)
+from diffusers.utils import logging as diffusers_logging
+from PIL import Image
+from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
+from transformers.utils import logging as transformers_logging
+
+from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH
+from .checker import check
+from .sana_tokenizer import build_tokenizer
+from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
+
+EVAL_GUIDANCE = 4.5  # SanaPipeline's default, and graphs/sana_txt2img.json's
+EVAL_STEPS = 20
+HEAD_DIM = 32  # SANA's DiT (self and cross attention) and DC-AE attention head width
+# Rows of the conditioning table: the captions with the instruction, the captions without, "".
+PLAIN = NUM_CLASSES
+EMPTY = 2 * NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and schedule. Stored in the checkpoint; a resume must use the same one."""
+
+    size: int = 32
+    # 3 DC-AE stages = 2 downsamplings: 32x32x3 images <-> 8x8x4 latents. ResBlocks, then
+    # EfficientViT (linear attention) blocks in the last stage, as in SANA's DC-AE.
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    # DiT: width = heads x 32; patch size 1 on the 8x8 latent = 64 tokens.
+    dit_width: int = 128
+    dit_layers: int = 6
+    mlp_ratio: float = 2.5
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2  # grouped-query attention, as Gemma-2
+    flow_shift: float = 3.0
+    timesteps: str = "logit_normal"  # or "uniform" (before the shift)
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // 2 ** (len(self.vae_channels) - 1)
+
+
+@dataclass
+class TrainConfig:
+    out: str = "models/shapes_sana"
+    ckpt_dir: str = ""  # default: "<out>.ckpt" beside the export, so it is never shipped with it
+    device: str = "cpu"
+    seed: int = 0
+    vae_steps: int = 2000
+    steps: int = 6000
+    batch: int = 0  # 0: 512 on cuda, 64 on cpu
+    vae_lr: float = 1e-3
+    lr: float = 5e-4
+    warmup: int = 200
+    latent_weight: float = 1e-4  # L2 pull of the DC-AE latents towards 0
+    cfg_drop: float = 0.1
+    instruction_frac: float = 0.5  # captions encoded with the complex human instruction
+    ema_decay: float = 0.999
+    pool: int = 50000  # distinct training images, rendered once (cheaper than PIL every step)
+    workers: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+    eval_every: int = 1000
+    eval_samples: int = 48
+    eval_steps: int = EVAL_STEPS
+    stop_after: int = 0  # >0: leave a checkpoint and stop after this many steps in this process
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch <= 0:
+            self.batch = 512 if self.device == "cuda" else 64
+
+    @property
+    def ckpt_path(self) -> Path:
+        return Path(self.ckpt_dir or f"{self.out.rstrip('/')}.ckpt") / "state.pt"
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_models(
+    cfg: ModelConfig, tokenizer: GemmaTokenizer
+) -> tuple[AutoencoderDC, Gemma2Model, SanaTransformer2DModel]:
+    stages = len(cfg.vae_channels)
+    blocks = ("ResBlock",) * (stages - 1) + ("EfficientViTBlock",)
+    scales = ((),) * (stages - 1) + ((5,),)
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=cfg.latent_channels,
+        attention_head_dim=HEAD_DIM,
+        encoder_block_types=blocks,
+        decoder_block_types=blocks,
+        encoder_block_out_channels=cfg.vae_channels,
+        decoder_block_out_channels=cfg.vae_channels,
+        encoder_layers_per_block=(1,) * stages,
+        decoder_layers_per_block=(1,) * stages,
+        encoder_qkv_multiscales=scales,
+        decoder_qkv_multiscales=scales,
+        upsample_block_type="interpolate",  # SANA's DC-AE f32c32 layout
+        downsample_block_type="conv",
+    )
+    head_dim = cfg.text_hidden // cfg.text_heads
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_hidden,
+            intermediate_size=cfg.text_hidden * 4,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            num_key_value_heads=cfg.text_kv_heads,
+            head_dim=head_dim,
+            query_pre_attn_scalar=head_dim,
+            max_position_embeddings=1024,  # the instruction (~160 tokens) + 298
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+    )
+    heads = cfg.dit_width // HEAD_DIM
+    transformer = SanaTransformer2DModel(
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        num_attention_heads=heads,
+        attention_head_dim=HEAD_DIM,
+        num_layers=cfg.dit_layers,
+        num_cross_attention_heads=heads,
+        cross_attention_head_dim=HEAD_DIM,
+        cross_attention_dim=cfg.dit_width,
+        caption_channels=cfg.text_hidden,
+        mlp_ratio=cfg.mlp_ratio,
+        sample_size=cfg.latent_size,
+        patch_size=1,
+    )
+    # PixArt/SANA initialisation: cross-attention outputs and the final layer start at zero, so
+    # the DiT starts by predicting 0 and every block starts as self-attention + MLP only.
+    for block in transformer.transformer_blocks:
+        torch.nn.init.zeros_(block.attn2.to_out[0].weight)
+        torch.nn.init.zeros_(block.attn2.to_out[0].bias)
+    torch.nn.init.zeros_(transformer.proj_out.weight)
+    torch.nn.init.zeros_(transformer.proj_out.bias)
+    return vae, text_encoder, transformer
+
+
+def build_scheduler(cfg: ModelConfig) -> DPMSolverMultistepScheduler:
+    """SANA's sampler config: DPM-Solver++(2M) on flow sigmas with the resolution shift."""
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=cfg.flow_shift,
+    )
+
+
+def make_pipeline(
+    vae: AutoencoderDC,
+    text_encoder: Gemma2Model,
+    tokenizer: GemmaTokenizer,
+    transformer: SanaTransformer2DModel,
+    cfg: ModelConfig,
+) -> SanaPipeline:
+    pipe = SanaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=build_scheduler(cfg),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def param_count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+# --------------------------------------------------------------------------- text conditioning
+
+
+def tokenize(
+    tokenizer: GemmaTokenizer, texts: list[str], instruction: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask) exactly as SanaPipeline._get_gemma_prompt_embeds makes them."""
+    tokenizer.padding_side = "right"
+    texts = [t.lower().strip() for t in texts]
+    max_length = MAX_SEQUENCE_LENGTH
+    if instruction:
+        chi = "\n".join(COMPLEX_HUMAN_INSTRUCTION)
+        texts = [chi + t for t in texts]
+        max_length = len(tokenizer.encode(chi)) + MAX_SEQUENCE_LENGTH - 2
+    tokens = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_tensors="pt",
+    )
+    return tokens.input_ids, tokens.attention_mask
+
+
+@dataclass(frozen=True)
+class PromptGroup:
+    """Tokenised prompts cut after their longest real token (Gemma is causal and they are
+    right-padded, so the positions before it do not depend on what follows), and which of those
+    positions SanaPipeline's BOS + last-299 selection keeps."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    keep: tuple[int, ...]
+
+    @classmethod
+    def of(cls, ids: torch.Tensor, mask: torch.Tensor) -> PromptGroup:
+        length, real = ids.shape[1], int(mask.sum(1).max())
+        keep = tuple(k for k in (0, *range(length - MAX_SEQUENCE_LENGTH + 1, length)) if k < real)
+        return cls(ids[:, :real], mask[:, :real], keep)
+
+    def to(self, device: torch.device) -> PromptGroup:
+        return PromptGroup(self.ids.to(device), self.mask.to(device), self.keep)
+
+
+def prompt_table(tokenizer: GemmaTokenizer) -> list[PromptGroup]:
+    """The conditioning rows: captions with the instruction (rows 0..23), without (PLAIN + class),
+    and the empty negative prompt (EMPTY), which the pipeline encodes without the instruction."""
+    return [
+        PromptGroup.of(*tokenize(tokenizer, list(CAPTIONS), instruction=True)),
+        PromptGroup.of(*tokenize(tokenizer, list(CAPTIONS), instruction=False)),
+        PromptGroup.of(*tokenize(tokenizer, [""], instruction=False)),
+    ]
+
+
+def encode_table(
+    text_encoder: Gemma2Model, groups: list[PromptGroup]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings (rows, K, hidden) and mask (rows, K) of every row: the positions of SanaPipeline's
+    selection that its mask keeps (right padding: they lead), zero-padded to the longest row."""
+    embeds, masks = [], []
+    for g in groups:
+        hidden = text_encoder(
+            input_ids=g.ids, attention_mask=g.mask, use_cache=False
+        ).last_hidden_state
+        embeds.append(hidden[:, list(g.keep)])
+        masks.append(g.mask[:, list(g.keep)])
+    width = max(e.shape[1] for e in embeds)
+    embeds = [F.pad(e, (0, 0, 0, width - e.shape[1])) for e in embeds]
+    masks = [F.pad(m, (0, width - m.shape[1])) for m in masks]
+    return torch.cat(embeds), torch.cat(masks)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class EMA:
+    """Exponential moving average of a module's parameters, kept in a frozen copy of it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = copy.deepcopy(module).requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def update(self, source: torch.nn.Module, step: int, decay: float) -> None:
+        # Warm-up (1 + s) / (10 + s): early weights are garbage and must not linger.
+        d = min(decay, (1 + step) / (10 + step))
+        ema = list(self.module.parameters())
+        src = [p.detach() for p in source.parameters()]
+        torch._foreach_lerp_(ema, src, 1.0 - d)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def autocast(device: torch.device) -> AbstractContextManager:
+    # bf16 on GPU: no loss scaling needed; CPU stays fp32 (bf16 CPU kernels are slower there).
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def shift_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """The resolution shift of SANA's flow sigmas (DPMSolverMultistep's flow_shift)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+
+
+def to_cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    pipe: SanaPipeline,
+    samples: int,
+    size: int,
+    steps: int = EVAL_STEPS,
+    instruction: bool = True,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Generate one image per class (cycling) with SanaPipeline and score them with the checker."""
+    ids = [i % NUM_CLASSES for i in range(samples)]
+    gen = torch.Generator("cpu").manual_seed(EVAL_SEED_BASE)
+    images = pipe(
+        [CAPTIONS[i] for i in ids],
+        height=size,
+        width=size,
+        num_inference_steps=steps,
+        guidance_scale=EVAL_GUIDANCE,
+        generator=gen,
+        output_type="np",
+        use_resolution_binning=False,
+        complex_human_instruction=list(COMPLEX_HUMAN_INSTRUCTION) if instruction else None,
+    ).images
+    colour = shape = both = 0
+    for img, cid in zip(images, ids, strict=True):
+        want_shape, want_colour = class_names(cid)
+        got = check(img)
+        colour += got.colour == want_colour
+        shape += got.shape == want_shape
+        both += got == (want_colour, want_shape)
+    n = len(ids)
+    return {"colour": colour / n, "shape": shape / n, "both": both / n}, images
+
+
+def save_grid(images: np.ndarray, path: Path, cols: int = NUM_CLASSES // 4) -> None:
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = (
+            (img * 255).round().clip(0, 255).astype(np.uint8)
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).resize((cols * w * 4, rows * h * 4), Image.Resampling.NEAREST).save(path)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class StopTraining(Exception):
+    """Raised when --stop-after steps are done in this process (the checkpoint is written)."""
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg, self.mcfg = cfg, cfg.model
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)  # model initialisation
+        self.tokenizer = build_tokenizer()
+        self.vae, self.text_encoder, self.transformer = build_models(self.mcfg, self.tokenizer)
+        for m in (self.vae, self.text_encoder, self.transformer):
+            m.to(self.device)
+        # All data/noise randomness comes from this CPU generator: checkpointable, device-agnostic.
+        self.gen = torch.Generator("cpu").manual_seed(cfg.seed)
+        self.stage, self.step = "vae", 0
+        self.steps_left = cfg.stop_after or math.inf
+        self.ema_text = EMA(self.text_encoder)
+        self.ema_dit = EMA(self.transformer)
+        self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+        self.opt = torch.optim.AdamW(
+            list(self.transformer.parameters()) + list(self.text_encoder.parameters()),
+            lr=cfg.lr,
+            weight_decay=0.01,
+        )
+        self.scaling_factor = 1.0
+        self.prompts = [g.to(self.device) for g in prompt_table(self.tokenizer)]
+        pool, self.pool_ids = make_pool(cfg.pool, self.mcfg.size, TRAIN_SEED_BASE, cfg.workers)
+        self.pool = pool.to(self.device)
+        self.pool_ids = self.pool_ids.to(self.device)
+        self.resume()
+
+    # -- checkpoints
+
+    def state(self) -> dict:
+        return {
+            "model_config": json.dumps(asdict(self.mcfg)),
+            "stage": self.stage,
+            "step": self.step,
+            "scaling_factor": self.scaling_factor,
+            "gen": self.gen.get_state(),
+            "vae": to_cpu(self.vae.state_dict()),
+            "text_encoder": to_cpu(self.text_encoder.state_dict()),
+            "transformer": to_cpu(self.transformer.state_dict()),
+            "ema_text": to_cpu(self.ema_text.module.state_dict()),
+            "ema_dit": to_cpu(self.ema_dit.module.state_dict()),
+            "vae_opt": self.vae_opt.state_dict(),
+            "opt": self.opt.state_dict(),
+        }
+
+    def resume(self) -> None:
+        path = self.cfg.ckpt_path
+        if not path.exists():
+            return
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        if s["model_config"] != json.dumps(asdict(self.mcfg)):
+            raise SystemExit(f"{path} was trained with another model config: {s['model_config']}")
+        self.stage, self.step, self.scaling_factor = s["stage"], s["step"], s["scaling_factor"]
+        self.gen.set_state(s["gen"])
+        self.vae.load_state_dict(s["vae"])
+        self.text_encoder.load_state_dict(s["text_encoder"])
+        self.transformer.load_state_dict(s["transformer"])
+        self.ema_text.module.load_state_dict(s["ema_text"])
+        self.ema_dit.module.load_state_dict(s["ema_dit"])
+        self.vae_opt.load_state_dict(s["vae_opt"])
+        self.opt.load_state_dict(s["opt"])
+        print(f"resumed from {path}: stage {self.stage}, step {self.step}", flush=True)
+
+    def checkpoint(self) -> None:
+        save_state(self.cfg.ckpt_path, self.state())
+
+    def count_step(self) -> None:
+        """Advance the step counter; checkpoint every ckpt_every steps; honour --stop-after."""
+        self.step += 1
+        self.steps_left -= 1
+        if self.step % self.cfg.ckpt_every == 0 or self.steps_left <= 0:
+            self.checkpoint()
+            if self.stage == "dit":
+                self.export()  # a killed long run still leaves a usable model behind
+        if self.steps_left <= 0:
+            raise StopTraining
+
+    # -- stage a: DC-AE
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Pool items as float images in -1..1 (the DC-AE convention)."""
+        return self.pool[idx.to(self.device)].float() / 127.5 - 1.0
+
+    def train_vae(self) -> None:
+        cfg = self.cfg
+        self.vae.train()
+        t0, losses = time.perf_counter(), []
+        # Draw nothing from self.gen past the last step: a resumed run must see the same stream.
+        while self.step < cfg.vae_steps:
+            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
+            for g in self.vae_opt.param_groups:
+                g["lr"] = lr_at(self.step, cfg.vae_steps, cfg.vae_lr, cfg.warmup)
+            x = self.images(idx)
+            with autocast(self.device):
+                z = self.vae.encode(x).latent
+                recon = self.vae.decode(z).sample
+            l1 = F.l1_loss(recon.float(), x)
+            loss = l1 + cfg.latent_weight * z.float().pow(2).mean()
+            self.vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.vae_opt.step()
+            losses.append(l1.detach())  # no .item() per step: it would sync the GPU
+            if (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.vae_steps:
+                rate = len(losses) / (time.perf_counter() - t0)
+                print(
+                    f"vae  step {self.step + 1:6d}  L1 {torch.stack(losses).mean().item():.4f}  "
+                    f"latent rms {z.float().pow(2).mean().sqrt().item():.3f}  {rate:.1f} it/s",
+                    flush=True,
+                )
+                t0, losses = time.perf_counter(), []
+            self.count_step()
+
+    @torch.no_grad()
+    def encode_pool(self) -> torch.Tensor:
+        """DC-AE latents of every pool image (deterministic): stage b never runs the encoder."""
+        self.vae.eval()
+        return torch.cat(
+            [
+                self.vae.encode(
+                    self.images(torch.arange(lo, min(lo + 1024, len(self.pool))))
+                ).latent
+                for lo in range(0, len(self.pool), 1024)
+            ]
+        )
+
+    @torch.no_grad()
+    def vae_report(self, latents: torch.Tensor) -> None:
+        """Reconstruction error and the checker's accuracy on reconstructions (DC-AE sanity)."""
+        n = min(240, len(self.pool))
+        recon = self.vae.decode(latents[:n]).sample
+        x = self.images(torch.arange(n))
+        right = sum(
+            check((r.permute(1, 2, 0).cpu() + 1) / 2) == class_names(int(c))[::-1]
+            for r, c in zip(recon, self.pool_ids[:n], strict=True)
+        )
+        print(
+            f"vae  recon L1 {F.l1_loss(recon, x).item():.4f}  checker on recon {right / n:.1%}  "
+            f"latent mean {latents.mean().item():.3f}, std {latents.std().item():.3f} "
+            f"-> scaling_factor {self.scaling_factor:.4f}",
+            flush=True,
+        )
+
+    # -- stage b: DiT + text encoder
+
+    def conditions(self, text_encoder: Gemma2Model) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and masks of all conditioning rows (see encode_table)."""
+        return encode_table(text_encoder, self.prompts)
+
+    def train_dit(self) -> None:
+        cfg = self.cfg
+        latents = self.encode_pool()
+        if self.stage == "vae":  # first entry: fix the latent scale once, then it is checkpointed
+            self.scaling_factor = float(1.0 / latents.std())
+            self.vae.register_to_config(scaling_factor=self.scaling_factor)
+            self.stage, self.step = "dit", 0
+            self.vae_report(latents)
+            self.checkpoint()
+        self.vae.register_to_config(scaling_factor=self.scaling_factor)
+        latents = latents * self.scaling_factor
+        params = list(self.transformer.parameters()) + list(self.text_encoder.parameters())
+        self.transformer.train()
+        self.text_encoder.train()
+        t0, losses = time.perf_counter(), []
+        while self.step < cfg.steps:
+            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(self.step, cfg.steps, cfg.lr, cfg.warmup)
+            b = idx.shape[0]
+            noise = torch.randn(b, *latents.shape[1:], generator=self.gen).to(self.device)
+            if self.mcfg.timesteps == "logit_normal":
+                u = torch.sigmoid(torch.randn(b, generator=self.gen))
+            else:
+                u = torch.rand(b, generator=self.gen)
+            sigma = shift_sigmas(u, self.mcfg.flow_shift).to(self.device)
+            drop = (torch.rand(b, generator=self.gen) < cfg.cfg_drop).to(self.device)
+            plain = (torch.rand(b, generator=self.gen) >= cfg.instruction_frac).to(self.device)
+            idx = idx.to(self.device)
+            x0 = latents[idx]
+            s = sigma.view(b, 1, 1, 1)
+            noisy = (1 - s) * x0 + s * noise
+            target = noise - x0
+            rows = torch.where(drop, EMPTY, self.pool_ids[idx] + PLAIN * plain.long())
+            with autocast(self.device):
+                context, mask = self.conditions(self.text_encoder)
+                pred = self.transformer(
+                    noisy,
+                    encoder_hidden_states=context[rows],
+                    encoder_attention_mask=mask[rows],
+                    timestep=sigma * 1000,  # SanaPipeline: the scheduler's timesteps = 1000 sigma
+                ).sample
+            loss = F.mse_loss(pred.float(), target)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.opt.step()
+            self.ema_dit.update(self.transformer, self.step, cfg.ema_decay)
+            self.ema_text.update(self.text_encoder, self.step, cfg.ema_decay)
+            losses.append(loss.detach())
+            done = self.step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rate = len(losses) / (time.perf_counter() - t0)
+                print(
+                    f"dit  step {done:6d}  loss {torch.stack(losses).mean().item():.4f}  {rate:.1f} it/s",
+                    flush=True,
+                )
+                t0, losses = time.perf_counter(), []
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                self.eval_and_log(done)
+            self.count_step()
+
+    def pipeline(self) -> SanaPipeline:
+        return make_pipeline(
+            self.vae, self.ema_text.module, self.tokenizer, self.ema_dit.module, self.mcfg
+        )
+
+    def eval_and_log(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        pipe = self.pipeline()
+        acc, images = evaluate(pipe, cfg.eval_samples, self.mcfg.size, cfg.eval_steps)
+        plain, _ = evaluate(pipe, cfg.eval_samples, self.mcfg.size, cfg.eval_steps, False)
+        print(
+            f"eval step {step:6d}  checker on {cfg.eval_samples} samples (DPM++ {cfg.eval_steps}, "
+            f"cfg {EVAL_GUIDANCE}): colour {acc['colour']:.1%}  shape {acc['shape']:.1%}  "
+            f"both {acc['both']:.1%}  (without the instruction: both {plain['both']:.1%})",
+            flush=True,
+        )
+        save_grid(images, self.cfg.ckpt_path.parent / f"samples_{step:06d}.png")
+        return acc
+
+    def export(self) -> None:
+        """Save the EMA pipeline (fp32 safetensors) as a SanaPipeline folder."""
+        self.pipeline().save_pretrained(self.cfg.out, safe_serialization=True)
+
+    def run(self) -> Path | None:
+        """Train both stages and export; None if --stop-after stopped it early."""
+        print(
+            f"params: vae {param_count(self.vae) / 1e6:.2f}M  text {param_count(self.text_encoder) / 1e6:.2f}M  "
+            f"dit {param_count(self.transformer) / 1e6:.2f}M  (fp32 total "
+            f"{param_count(self.vae, self.text_encoder, self.transformer) * 4 / 2**20:.1f} MiB)",
+            flush=True,
+        )
+        try:
+            if self.stage == "vae":
+                self.train_vae()
+            self.vae.eval().requires_grad_(False)
+            self.train_dit()
+        except StopTraining:
+            print(
+                f"stopped after {self.cfg.stop_after} steps at stage {self.stage} step {self.step}; rerun to resume",
+                flush=True,
+            )
+            return None
+        self.checkpoint()
+        self.export()
+        print(f"saved {self.cfg.out}", flush=True)
+        return Path(self.cfg.out)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description="Train the tiny SANA-family shapes model.")
+    p.add_argument("--out", default=d.out, help="exported SanaPipeline folder")
+    p.add_argument("--ckpt-dir", default=d.ckpt_dir, help="checkpoints (default <out>.ckpt)")
+    p.add_argument("--device", default=d.device, choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--vae-steps", type=int, default=d.vae_steps, help="DC-AE steps")
+    p.add_argument("--steps", type=int, default=d.steps, help="DiT/text-encoder steps")
+    p.add_argument("--batch", type=int, default=0, help="default 512 on cuda, 64 on cpu")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--vae-lr", type=float, default=d.vae_lr)
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--latent-weight", type=float, default=d.latent_weight)
+    p.add_argument("--cfg-drop", type=float, default=d.cfg_drop)
+    p.add_argument("--instruction-frac", type=float, default=d.instruction_frac,
+                   help="share of captions encoded with the complex human instruction")  # fmt: skip
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--pool", type=int, default=d.pool, help="distinct training images")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes rendering the pool")
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--eval-samples", type=int, default=d.eval_samples)
+    p.add_argument(
+        "--eval-steps", type=int, default=d.eval_steps, help="DPM-Solver steps of samples"
+    )
+    p.add_argument("--stop-after", type=int, default=0, help="stop (resumably) after N steps")
+    m = ModelConfig()
+    p.add_argument("--size", type=int, default=m.size)
+    p.add_argument("--vae-channels", default=",".join(map(str, m.vae_channels)))
+    p.add_argument("--latent-channels", type=int, default=m.latent_channels)
+    p.add_argument("--dit-width", type=int, default=m.dit_width, help="a multiple of 32")
+    p.add_argument("--dit-layers", type=int, default=m.dit_layers)
+    p.add_argument("--text-hidden", type=int, default=m.text_hidden)
+    p.add_argument("--text-layers", type=int, default=m.text_layers)
+    p.add_argument("--flow-shift", type=float, default=m.flow_shift)
+    p.add_argument("--timesteps", default=m.timesteps, choices=["logit_normal", "uniform"])
+    a = p.parse_args(argv)
+    model = ModelConfig(
+        size=a.size,
+        vae_channels=tuple(int(c) for c in a.vae_channels.split(",")),
+        latent_channels=a.latent_channels,
+        dit_width=a.dit_width,
+        dit_layers=a.dit_layers,
+        text_hidden=a.text_hidden,
+        text_layers=a.text_layers,
+        flow_shift=a.flow_shift,
+        timesteps=a.timesteps,
+    )
+    return TrainConfig(
+        out=a.out, ckpt_dir=a.ckpt_dir, device=a.device, seed=a.seed, vae_steps=a.vae_steps, steps=a.steps,
+        batch=a.batch, lr=a.lr, vae_lr=a.vae_lr, warmup=a.warmup, latent_weight=a.latent_weight,
+        cfg_drop=a.cfg_drop, instruction_frac=a.instruction_frac, ema_decay=a.ema_decay, pool=a.pool,
+        workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every, eval_every=a.eval_every,
+        eval_samples=a.eval_samples, eval_steps=a.eval_steps, stop_after=a.stop_after, model=model,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    cfg = parse_args(argv)
+    if cfg.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Trainer(cfg).run()
+
+
+if __name__ == "__main__":
+    main()
