@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from latentgraph.executor import Executor, Folders, load_workflow
 from latentgraph.training import checker, shapes
 

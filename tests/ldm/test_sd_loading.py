@@ -136,15 +136,15 @@ def test_loader_caches_by_file_identity(sd_root, sd_executor):
 
 def test_folder_fingerprint_follows_its_files(sd_root):
     folder = sd_root.models / "sd" / "tiny"
-    before = path_fingerprint(sd_root.models, "sd/tiny")
+    before = path_fingerprint(sd_root, "sd/tiny")
     config = folder / "scheduler" / "scheduler_config.json"
     stat = config.stat()
     os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     try:
-        assert path_fingerprint(sd_root.models, "sd/tiny") != before
+        assert path_fingerprint(sd_root, "sd/tiny") != before
     finally:
         os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert path_fingerprint(sd_root.models, "sd/tiny") == before
+    assert path_fingerprint(sd_root, "sd/tiny") == before
 
 
 # --- the bundled CLIP vocabulary ----------------------------------------------------------------
