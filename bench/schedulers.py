@@ -65,8 +65,7 @@ def graph_for(solver: str, steps: int, shape: tuple[int, ...]) -> tuple[dict, st
     schedule = g.node("LG_NoiseSchedule", kind="flow" if flow else "scaled_linear",
                       prediction_type="flow_prediction" if flow else "epsilon", shift=3.0 if flow else 1.0)
     plan = g.node("LG_SamplingPlan", schedule=schedule, steps=steps, solver=solver)
-    like = g.node("LG_ImageToPixels", image=g.node("LG_EmptyImage", width=shape[3], height=shape[2]))
-    noise = g.node("LG_Noise", like=like, seed=0)
+    noise = g.node("LG_Noise", like=g.node("LG_BenchModelOutput", step=0), seed=0)  # any tensor of the shape
     sample = g.node("LG_InitialNoise", noise=noise, plan=plan)
     step_cls = STEP_NODE_FOR_SOLVER[solver]
     rng, state = noise.out(1), None
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--shape", type=int, nargs=4, default=[1, 3, 64, 64])
+    parser.add_argument("--shape", type=int, nargs=4, default=[1, 4, 64, 64], help="default: SD at 512 px")
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
     registry = NodeRegistry([*default_registry(), PrecomputedOutput])
