@@ -15,7 +15,6 @@ read with ``weights_only=True``) when restarted.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..nodes.var.model.quantizer import PhiSharing, area_downsample
 from ..nodes.var.model.var import VARConfig
 from ..nodes.var.model.vqvae import VQVAEConfig
 from . import checker, shapes
+from .common import lr_at
 
 PATCH_NUMS = (1, 2, 3, 4, 6, 8)  # 64 px images, downsample 8 -> an 8 x 8 latent
 VQVAE_CONFIG = VQVAEConfig(vocab_size=512, z_channels=32, ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1,
@@ -78,12 +78,6 @@ def init_var(var: VAR, seed: int) -> None:
                 module.bias.data.zero_()
     for param in (var.pos_start, var.pos_1LC):
         param.data.copy_(torch.randn(param.shape, generator=gen) * 0.02)
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def save_weights(module: nn.Module, path: Path, dtype: torch.dtype) -> None:
@@ -155,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         batch = torch.randint(len(images), (args.batch,), generator=gen).to(device)
         if step < args.vqvae_steps:
             for group in opt_vq.param_groups:
-                group["lr"] = lr_at(step, args.vqvae_steps, 2e-4)
+                group["lr"] = lr_at(step, args.vqvae_steps, 2e-4, warmup=100)
             with autocast:
                 recon, vq_loss = vq_forward(vqvae, images[batch])
                 loss = F.mse_loss(recon.float(), images[batch]) + (recon.float() - images[batch]).abs().mean() + vq_loss
@@ -167,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 tokens, teacher = encode_dataset(vqvae, images)
             k = step - args.vqvae_steps
             for group in opt_var.param_groups:
-                group["lr"] = lr_at(k, args.var_steps, 4e-4)
+                group["lr"] = lr_at(k, args.var_steps, 4e-4, warmup=100)
             y = labels[batch].clone()
             drop = torch.rand(len(y), generator=gen).to(device) < CLASS_DROPOUT
             y[drop] = VAR_CONFIG.num_classes

@@ -1,0 +1,76 @@
+"""Pieces every shapes trainer shares: EMA weights, the learning-rate schedule, autocast,
+atomic checkpoints, sample grids."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .shapes import NUM_CLASSES
+
+
+def param_count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+class EMA:
+    """Exponential moving average of a module's parameters, kept in a frozen copy of it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = copy.deepcopy(module).requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def update(self, source: torch.nn.Module, step: int, decay: float) -> None:
+        # Warm-up (1 + s) / (10 + s): early weights are garbage and must not linger.
+        d = min(decay, (1 + step) / (10 + step))
+        ema = list(self.module.parameters())
+        src = [p.detach() for p in source.parameters()]
+        torch._foreach_lerp_(ema, src, 1.0 - d)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def autocast(device: torch.device) -> AbstractContextManager:
+    # bf16 on GPU: no loss scaling needed; CPU stays fp32 (bf16 CPU kernels are slower there).
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+
+
+def to_cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
+def save_grid(images: np.ndarray, path: Path, cols: int = NUM_CLASSES // 4) -> None:
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = (
+            (img * 255).round().clip(0, 255).astype(np.uint8)
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).resize((cols * w * 4, rows * h * 4), Image.Resampling.NEAREST).save(path)
+
+
+class StopTraining(Exception):
+    """Raised when --stop-after steps are done in this process (the checkpoint is written)."""
