@@ -16,12 +16,25 @@ from typing import Any
 EXIT_OK, EXIT_RUNTIME, EXIT_INVALID = 0, 1, 2
 
 
-def _parse_value(text: str) -> Any:
-    """``--set`` values are JSON when they parse as JSON (numbers, true, lists), else text."""
+def _parse_value(text: str, input_type: str | None) -> Any:
+    """``--set`` values are JSON when they parse as JSON (numbers, true, lists), else text; a
+    text input (STRING, or a choice of words) always takes the text as typed ("3,7" or "16")."""
+    if input_type in ("STRING", "COMBO"):
+        return text
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def _input_type(call: dict[str, Any], name: str) -> str | None:
+    from .nodes import default_registry
+
+    cls = default_registry().get(call.get("class_type", ""))
+    spec = cls.spec.inputs.get(name) if cls is not None else None
+    if spec is None or (spec.type == "COMBO" and not all(isinstance(c, str) for c in spec.socket.choices or ())):
+        return None
+    return spec.type
 
 
 def apply_overrides(nodes: dict[str, dict[str, Any]], overrides: Sequence[str]) -> list[str]:
@@ -35,7 +48,7 @@ def apply_overrides(nodes: dict[str, dict[str, Any]], overrides: Sequence[str]) 
         elif node_id not in nodes or not isinstance(nodes[node_id], dict):
             problems.append(f"--set {item!r}: there is no node '{node_id}' in the workflow")
         else:
-            nodes[node_id].setdefault("inputs", {})[name] = _parse_value(value)
+            nodes[node_id].setdefault("inputs", {})[name] = _parse_value(value, _input_type(nodes[node_id], name))
     return problems
 
 

@@ -144,3 +144,10 @@ def test_load_image_with_a_linked_name(tmp_path):
              "1": {"class_type": "LG_LoadImage", "inputs": {"image": ["0", 0]}},
              "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
     assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
+
+
+def test_set_keeps_text_inputs_as_typed(tmp_path):
+    graph = image_graph()
+    assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--set", "2.filename_prefix=123",
+                   "--set", "1.width=8") == 0
+    assert (tmp_path / "output" / "123_00001_.png").is_file()

@@ -41,3 +41,14 @@ def test_prompt_outside_the_grammar_still_makes_an_image(tmp_path):
     folders = Folders(tmp_path / "in", tmp_path / "out", tmp_path / "tmp", ROOT / "models")
     image = Executor(device="cpu", folders=folders).run(graph, targets=["6"]).outputs["6"][0]
     assert image.shape == (1, 32, 32, 3) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
+@pytest.mark.parametrize("class_id, seed", CASES)
+def test_shapes_var_draws_the_class(tmp_path, class_id, seed):
+    graph = load_workflow(shipped("var")).nodes
+    graph["3"]["inputs"].update(class_labels=str(class_id), seed=seed)
+    del graph["4"]
+    folders = Folders(tmp_path / "in", tmp_path / "out", tmp_path / "tmp", ROOT / "models")
+    image = Executor(device="cpu", folders=folders).run(graph, targets=["3"]).outputs["3"][0]
+    verdict = checker.check(image[0].numpy())
+    assert (verdict.shape, verdict.colour) == shapes.class_names(class_id)
