@@ -35,8 +35,6 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     kind = type(value)
     if kind is torch.Tensor:  # the common case first, without the generic walk
         return value.numel() * value.element_size()
-    if kind is dict and _seen is None and all(type(v) is torch.Tensor for v in value.values()):
-        return sum(v.numel() * v.element_size() for v in value.values()) + _SMALL_OBJECT_BYTES
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, int | float | bool | type(None)):
@@ -63,6 +61,23 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     if hasattr(value, "__dict__"):
         return sum(nbytes(v, seen) for v in vars(value).values()) + _SMALL_OBJECT_BYTES
     return sys.getsizeof(value)
+
+
+def entry_bytes(entry: Entry) -> int:
+    """nbytes of a node's outputs, with the common shapes (a tensor, a LATENT dict of tensors,
+    a number) counted directly: this runs once per executed node."""
+    total = _SMALL_OBJECT_BYTES
+    for value in entry.outputs:
+        kind = type(value)
+        if kind is torch.Tensor:
+            total += value.numel() * value.element_size()
+        elif kind is dict and all(type(v) is torch.Tensor for v in value.values()):
+            total += sum(v.numel() * v.element_size() for v in value.values()) + _SMALL_OBJECT_BYTES
+        elif kind in (int, float, bool, str):
+            total += _SMALL_OBJECT_BYTES
+        else:
+            total += nbytes(value)
+    return total
 
 
 def is_model(value: Any) -> bool:
@@ -276,7 +291,7 @@ class OutputCache:
         self.models.pinned = keys
 
     def _put_model(self, key: str, entry: Entry) -> None:
-        for gone_key, gone, size in self.models.put(key, entry, nbytes(entry)):
+        for gone_key, gone, size in self.models.put(key, entry, entry_bytes(entry)):
             if self.device.type != "cpu" and gone_key not in self.models.pinned:
                 self.offloaded.put(gone_key, _move_models(gone, torch.device("cpu")), size)
 
@@ -292,7 +307,7 @@ class OutputCache:
         if any(is_model(v) for v in entry.outputs):
             self._put_model(key, entry)
         else:
-            self.values.put(key, entry, nbytes(entry))
+            self.values.put(key, entry, entry_bytes(entry))
 
     def persist(self, key: str, entry: Entry) -> bool:
         return self.disk.put(key, entry) if self.disk is not None else False
