@@ -4,10 +4,13 @@ atomic checkpoints, sample grids."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,3 +77,70 @@ def save_grid(images: np.ndarray, path: Path, cols: int = NUM_CLASSES // 4) -> N
 
 class StopTraining(Exception):
     """Raised when --stop-after steps are done in this process (the checkpoint is written)."""
+
+
+class ResumableTrainer:
+    """Checkpoint bookkeeping shared by the shapes trainers: one file holds the model config,
+    stage, step, random stream, every module and optimiser, so a killed run resumes bit for bit.
+
+    Subclasses set ``cfg`` (with ckpt_path, ckpt_every), ``mcfg``, ``stage``, ``step``,
+    ``steps_left``, ``scaling_factor``, ``gen``, name what they save, and export().
+    """
+
+    final_stage: str  # checkpoints in this stage also rewrite the exported model
+    cfg: Any
+    mcfg: Any
+    stage: str
+    step: int
+    steps_left: int
+    scaling_factor: float
+    gen: torch.Generator
+
+    def saved_modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def saved_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def export(self) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        return {
+            "model_config": json.dumps(asdict(self.mcfg)),
+            "stage": self.stage,
+            "step": self.step,
+            "scaling_factor": self.scaling_factor,
+            "gen": self.gen.get_state(),
+            **{name: to_cpu(module.state_dict()) for name, module in self.saved_modules().items()},
+            **{name: opt.state_dict() for name, opt in self.saved_optimizers().items()},
+        }
+
+    def resume(self) -> None:
+        path = self.cfg.ckpt_path
+        if not path.exists():
+            return
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        if s["model_config"] != json.dumps(asdict(self.mcfg)):
+            raise SystemExit(f"{path} was trained with another model config: {s['model_config']}")
+        self.stage, self.step, self.scaling_factor = s["stage"], s["step"], s["scaling_factor"]
+        self.gen.set_state(s["gen"])
+        for name, module in self.saved_modules().items():
+            module.load_state_dict(s[name])
+        for name, opt in self.saved_optimizers().items():
+            opt.load_state_dict(s[name])
+        print(f"resumed from {path}: stage {self.stage}, step {self.step}", flush=True)
+
+    def checkpoint(self) -> None:
+        save_state(self.cfg.ckpt_path, self.state())
+
+    def count_step(self) -> None:
+        """Advance the step counter; checkpoint every ckpt_every steps; honour --stop-after."""
+        self.step += 1
+        self.steps_left -= 1
+        if self.step % self.cfg.ckpt_every == 0 or self.steps_left <= 0:
+            self.checkpoint()
+            if self.stage == self.final_stage:
+                self.export()  # a killed long run still leaves a usable model behind
+        if self.steps_left <= 0:
+            raise StopTraining

@@ -41,10 +41,9 @@ GPU full:   python -m latentgraph.training.train_sana --out models/shapes_sana -
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,15 @@ from transformers.utils import logging as transformers_logging
 
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH
 from .checker import check
-from .common import EMA, StopTraining, autocast, lr_at, param_count, save_grid, save_state, to_cpu
+from .common import (
+    EMA,
+    ResumableTrainer,
+    StopTraining,
+    autocast,
+    lr_at,
+    param_count,
+    save_grid,
+)
 from .sana_tokenizer import build_tokenizer
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
 
@@ -347,7 +354,9 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
-class Trainer:
+class Trainer(ResumableTrainer):
+    final_stage = "dit"
+
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg, self.mcfg = cfg, cfg.model
         self.device = torch.device(cfg.device)
@@ -377,53 +386,12 @@ class Trainer:
 
     # -- checkpoints
 
-    def state(self) -> dict:
-        return {
-            "model_config": json.dumps(asdict(self.mcfg)),
-            "stage": self.stage,
-            "step": self.step,
-            "scaling_factor": self.scaling_factor,
-            "gen": self.gen.get_state(),
-            "vae": to_cpu(self.vae.state_dict()),
-            "text_encoder": to_cpu(self.text_encoder.state_dict()),
-            "transformer": to_cpu(self.transformer.state_dict()),
-            "ema_text": to_cpu(self.ema_text.module.state_dict()),
-            "ema_dit": to_cpu(self.ema_dit.module.state_dict()),
-            "vae_opt": self.vae_opt.state_dict(),
-            "opt": self.opt.state_dict(),
-        }
+    def saved_modules(self) -> dict[str, torch.nn.Module]:
+        return {"vae": self.vae, "text_encoder": self.text_encoder, "transformer": self.transformer,
+                "ema_text": self.ema_text.module, "ema_dit": self.ema_dit.module}
 
-    def resume(self) -> None:
-        path = self.cfg.ckpt_path
-        if not path.exists():
-            return
-        s = torch.load(path, map_location="cpu", weights_only=True)
-        if s["model_config"] != json.dumps(asdict(self.mcfg)):
-            raise SystemExit(f"{path} was trained with another model config: {s['model_config']}")
-        self.stage, self.step, self.scaling_factor = s["stage"], s["step"], s["scaling_factor"]
-        self.gen.set_state(s["gen"])
-        self.vae.load_state_dict(s["vae"])
-        self.text_encoder.load_state_dict(s["text_encoder"])
-        self.transformer.load_state_dict(s["transformer"])
-        self.ema_text.module.load_state_dict(s["ema_text"])
-        self.ema_dit.module.load_state_dict(s["ema_dit"])
-        self.vae_opt.load_state_dict(s["vae_opt"])
-        self.opt.load_state_dict(s["opt"])
-        print(f"resumed from {path}: stage {self.stage}, step {self.step}", flush=True)
-
-    def checkpoint(self) -> None:
-        save_state(self.cfg.ckpt_path, self.state())
-
-    def count_step(self) -> None:
-        """Advance the step counter; checkpoint every ckpt_every steps; honour --stop-after."""
-        self.step += 1
-        self.steps_left -= 1
-        if self.step % self.cfg.ckpt_every == 0 or self.steps_left <= 0:
-            self.checkpoint()
-            if self.stage == "dit":
-                self.export()  # a killed long run still leaves a usable model behind
-        if self.steps_left <= 0:
-            raise StopTraining
+    def saved_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"vae_opt": self.vae_opt, "opt": self.opt}
 
     # -- stage a: DC-AE
 

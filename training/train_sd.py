@@ -24,10 +24,9 @@ GPU full:   python -m latentgraph.training.train_sd --out models/shapes_sd --dev
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,15 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
 from .checker import check
-from .common import EMA, StopTraining, autocast, lr_at, param_count, save_grid, save_state, to_cpu
+from .common import (
+    EMA,
+    ResumableTrainer,
+    StopTraining,
+    autocast,
+    lr_at,
+    param_count,
+    save_grid,
+)
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 
@@ -235,7 +242,9 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
-class Trainer:
+class Trainer(ResumableTrainer):
+    final_stage = "unet"
+
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg, self.mcfg = cfg, cfg.model
         self.device = torch.device(cfg.device)
@@ -275,53 +284,12 @@ class Trainer:
 
     # -- checkpoints
 
-    def state(self) -> dict:
-        return {
-            "model_config": json.dumps(asdict(self.mcfg)),
-            "stage": self.stage,
-            "step": self.step,
-            "scaling_factor": self.scaling_factor,
-            "gen": self.gen.get_state(),
-            "vae": to_cpu(self.vae.state_dict()),
-            "text_encoder": to_cpu(self.text_encoder.state_dict()),
-            "unet": to_cpu(self.unet.state_dict()),
-            "ema_text": to_cpu(self.ema_text.module.state_dict()),
-            "ema_unet": to_cpu(self.ema_unet.module.state_dict()),
-            "vae_opt": self.vae_opt.state_dict(),
-            "opt": self.opt.state_dict(),
-        }
+    def saved_modules(self) -> dict[str, torch.nn.Module]:
+        return {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet,
+                "ema_text": self.ema_text.module, "ema_unet": self.ema_unet.module}
 
-    def resume(self) -> None:
-        path = self.cfg.ckpt_path
-        if not path.exists():
-            return
-        s = torch.load(path, map_location="cpu", weights_only=True)
-        if s["model_config"] != json.dumps(asdict(self.mcfg)):
-            raise SystemExit(f"{path} was trained with another model config: {s['model_config']}")
-        self.stage, self.step, self.scaling_factor = s["stage"], s["step"], s["scaling_factor"]
-        self.gen.set_state(s["gen"])
-        self.vae.load_state_dict(s["vae"])
-        self.text_encoder.load_state_dict(s["text_encoder"])
-        self.unet.load_state_dict(s["unet"])
-        self.ema_text.module.load_state_dict(s["ema_text"])
-        self.ema_unet.module.load_state_dict(s["ema_unet"])
-        self.vae_opt.load_state_dict(s["vae_opt"])
-        self.opt.load_state_dict(s["opt"])
-        print(f"resumed from {path}: stage {self.stage}, step {self.step}", flush=True)
-
-    def checkpoint(self) -> None:
-        save_state(self.cfg.ckpt_path, self.state())
-
-    def count_step(self) -> None:
-        """Advance the step counter; checkpoint every ckpt_every steps; honour --stop-after."""
-        self.step += 1
-        self.steps_left -= 1
-        if self.step % self.cfg.ckpt_every == 0 or self.steps_left <= 0:
-            self.checkpoint()
-            if self.stage == "unet":
-                self.export()  # a killed long run still leaves a usable model behind
-        if self.steps_left <= 0:
-            raise StopTraining
+    def saved_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"vae_opt": self.vae_opt, "opt": self.opt}
 
     # -- stage a: VAE
 
