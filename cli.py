@@ -18,13 +18,15 @@ EXIT_OK, EXIT_RUNTIME, EXIT_INVALID = 0, 1, 2
 
 def _parse_value(text: str, input_type: str | None) -> Any:
     """``--set`` values are JSON when they parse as JSON (numbers, true, lists), else text; a
-    text input (STRING, or a choice of words) always takes the text as typed ("3,7" or "16")."""
-    if input_type in ("STRING", "COMBO"):
-        return text
+    text input (STRING, or a choice of words) takes the text as typed ("3,7" or "16"), or the
+    string a JSON string literal spells ('"a b"')."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    if input_type in ("STRING", "COMBO") and not isinstance(value, str):
+        return text
+    return value
 
 
 def _input_type(call: dict[str, Any], name: str) -> str | None:
