@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,22 @@ from latentgraph.executor.graph_builder import GraphBuilder
 
 # The read-only golden data beside the repository (LATENTGRAPH_SHARED points elsewhere).
 SHARED = Path(os.environ.get("LATENTGRAPH_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+
+GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
+
+
+@pytest.fixture(scope="session")
+def shipped_graph():
+    """A graph from graphs/ with some literals replaced: shipped_graph("sd_txt2img", {"5": {"steps": 3}})."""
+
+    def load(name: str, changes: dict | None = None) -> dict:
+        graph = json.loads((GRAPHS / f"{name}.json").read_text())
+        for node_id, inputs in (changes or {}).items():
+            graph[node_id]["inputs"].update(inputs)
+        return graph
+
+    return load
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ same folder, and an executor whose cache persists across the family's tests (mod
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,8 +13,6 @@ import torch
 from latentgraph.executor import Executor, Folders
 from PIL import Image
 from safetensors.torch import save_file
-
-GRAPHS = Path(__file__).resolve().parents[2] / "graphs"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,13 +66,5 @@ def sd_executor(sd_root: Folders) -> Executor:
 
 
 @pytest.fixture(scope="session")
-def sd_graph() -> Callable[..., dict[str, Any]]:
-    """A shipped graph with some literals replaced: sd_graph("sd_txt2img", {"5": {"steps": 3}})."""
-
-    def load(name: str, changes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        graph = json.loads((GRAPHS / f"{name}.json").read_text())
-        for node_id, inputs in (changes or {}).items():
-            graph[node_id]["inputs"].update(inputs)
-        return graph
-
-    return load
+def sd_graph(shipped_graph: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    return shipped_graph
