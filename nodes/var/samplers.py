@@ -57,6 +57,19 @@ def scale_chain(g: GraphBuilder, num_scales: int, **forcing: Any) -> tuple[NodeR
     return image, tokens
 
 
+class SamplingInputs(Inputs):
+    """What both samplers take: the models, the classes, and how each scale is sampled."""
+
+    vqvae: VQVAESocket
+    var: VARModelSocket
+    class_labels: str = class_labels_input()
+    seed: int = seed_input()
+    cfg: float = cfg_input()
+    top_k: int = top_k_input()
+    top_p: float = top_p_input()
+    more_smooth: bool = more_smooth_input()
+
+
 class VARSampler(Node):
     """Class-conditional image generation with VAR: next-scale prediction from 1x1 to the full
     token map, with CFG, top-k and top-p. Expands into one visible, cached node per scale."""
@@ -64,19 +77,10 @@ class VARSampler(Node):
     class_type = "LG_VARSampler"
     category = CATEGORY
 
-    class In(Inputs):
-        vqvae: VQVAESocket
-        var: VARModelSocket
-        class_labels: str = class_labels_input()
-        seed: int = seed_input()
-        cfg: float = cfg_input()
-        top_k: int = top_k_input()
-        top_p: float = top_p_input()
-        more_smooth: bool = more_smooth_input()
-
+    In = SamplingInputs
     Out = SamplerOutputs
 
-    def run(self, x: In) -> Expand:
+    def run(self, x: SamplingInputs) -> Expand:
         check_pair(x.var, x.vqvae)
         check_top_k(x.top_k, x.var)
         parse_class_labels(x.class_labels, x.var)
@@ -93,17 +97,9 @@ class VARInpaint(Node):
     class_type = "LG_VARInpaint"
     category = CATEGORY
 
-    class In(Inputs):
-        vqvae: VQVAESocket
-        var: VARModelSocket
+    class In(SamplingInputs):
         image: Image
         mask: Mask
-        class_labels: str = class_labels_input()
-        seed: int = seed_input()
-        cfg: float = cfg_input()
-        top_k: int = top_k_input()
-        top_p: float = top_p_input()
-        more_smooth: bool = more_smooth_input()
 
     Out = SamplerOutputs
 
