@@ -86,6 +86,17 @@ def display_name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
+def read_tokenizer(folder: Path, tokenizer_cls: Any, files: tuple[str, ...], what: str) -> Any:
+    """A transformers tokenizer saved in ``folder`` (offline), or CheckpointError naming the
+    folder and the files it should hold."""
+    if not any((folder / f).is_file() for f in files):
+        raise CheckpointError(f"{display_name(folder)}/ holds no tokenizer files ({' or '.join(files)})")
+    try:
+        return tokenizer_cls.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{display_name(folder)}/: cannot read the {what} tokenizer: {err}") from None
+
+
 def _is_index(path: Path) -> bool:
     """A sharded checkpoint's index (``*.safetensors.index.json``)."""
     return path.name.endswith(".safetensors.index.json")

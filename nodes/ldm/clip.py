@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..common.files import CheckpointError, display_name
+from ..common.files import read_tokenizer
 from ..common.models import TextEncoder
 from ..diffusion.denoiser import TextEmbeds
 
@@ -68,16 +68,7 @@ def folder_tokenizer(folder: Path) -> Any:
     """A CLIP tokenizer saved by transformers (vocab.json + merges.txt, or tokenizer.json)."""
     from transformers import CLIPTokenizer
 
-    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise CheckpointError(
-            f"{display_name(folder)}/ holds no tokenizer files ({' or '.join(TOKENIZER_FILES)})"
-        )
-    try:
-        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, TypeError) as err:
-        raise CheckpointError(
-            f"{display_name(folder)}/: cannot read the CLIP tokenizer: {err}"
-        ) from None
+    return read_tokenizer(folder, CLIPTokenizer, TOKENIZER_FILES, "CLIP")
 
 
 class ClipTextEncoder(TextEncoder):

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..common.components import diffusers_model, folder_config, folder_weights, transformers_model
-from ..common.files import CheckpointError, WeightFile, display_name, read_json
+from ..common.files import CheckpointError, WeightFile, display_name, read_json, read_tokenizer
 from ..common.models import half_dtype
 from ..common.schedules import SANA, TrainingSchedule, flow_schedule
 from .dcae import dcae_from_efficientvit
@@ -77,16 +77,7 @@ def gemma_folder(folder: Path, tokenizer_folder: Path, device: torch.device) -> 
 def gemma_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
-    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise CheckpointError(
-            f"{display_name(folder)}/ holds no tokenizer files ({' or '.join(TOKENIZER_FILES)})"
-        )
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, TypeError) as err:
-        raise CheckpointError(
-            f"{display_name(folder)}/: cannot read the Gemma tokenizer: {err}"
-        ) from None
+    return read_tokenizer(folder, AutoTokenizer, TOKENIZER_FILES, "Gemma")
 
 
 def dcae_folder(folder: Path, device: torch.device) -> DCAutoencoder:
