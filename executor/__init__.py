@@ -7,10 +7,10 @@ from .context import Context, Event, Folders, Interrupted
 from .node import Expand, Input, InputError, Inputs, Node, NodeRegistry, Outputs, ParentInput
 from .run import Executor, NodeFailed, RunResult
 from .validate import Issue, WorkflowInvalid, node_errors, validate
-from .workflow import Workflow, WorkflowFormatError, load_workflow
+from .workflow import ApiWorkflow, Workflow, WorkflowFormatError, load_workflow
 
 __all__ = [
-    "Context", "Event", "Executor", "Expand", "Folders", "Input", "InputError", "Inputs",
+    "ApiWorkflow", "Context", "Event", "Executor", "Expand", "Folders", "Input", "InputError", "Inputs",
     "Interrupted", "Issue", "Node", "NodeFailed", "NodeRegistry", "Outputs", "ParentInput",
     "RunResult", "Workflow", "WorkflowFormatError", "WorkflowInvalid", "load_workflow",
     "node_errors", "validate",

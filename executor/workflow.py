@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ class NodeCall(BaseModel):
 
 
 class ApiWorkflow(RootModel[dict[str, NodeCall]]):
-    """ComfyUI's API format: node id -> node call."""
+    """ComfyUI's API format: node id -> node call. ``ApiWorkflow.model_json_schema()`` is the
+    published schema; validation itself reports per-node issues instead of raising."""
 
 
 @dataclass
@@ -47,10 +48,6 @@ class Workflow:
     nodes: dict[str, dict[str, Any]]
     ui: dict[str, Any] | None = None
     source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_api(self) -> dict[str, dict[str, Any]]:
-        return self.nodes
 
 
 def is_link(value: Any) -> bool:
