@@ -4,7 +4,7 @@ scheduler loop, both fed the same precomputed model outputs, timed side by side.
 The ratio includes all executor overhead (validation, signatures, caching, events): every run
 starts from an empty cache. Target: <= 1.5 at N = 50.
 
-    python bench/schedulers.py [--steps 50] [--repeat 5] [--shape 1 4 64 64]
+    python bench/schedulers.py [--steps 50] [--repeat 25] [--shape 1 4 64 64]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 from latentgraph.executor import Executor, Inputs, Node, NodeRegistry, Outputs
 from latentgraph.executor.graph_builder import GraphBuilder
+from latentgraph.executor.run import settle_heap
 from latentgraph.executor.types import Latent
 from latentgraph.nodes import default_registry
 from latentgraph.nodes.diffusion.step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
@@ -92,22 +93,26 @@ def oracle_loop(solver: str, steps: int, shape: tuple[int, ...]) -> torch.Tensor
     return x
 
 
-def median_ms(fn, repeat: int) -> float:
-    times = []
+def paired_medians_ms(fn_a, fn_b, repeat: int) -> tuple[float, float]:
+    """Median wall times of two functions called alternately, so drift in the machine's load
+    (other processes, frequency scaling) falls on both sides alike."""
+    times_a, times_b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--shape", type=int, nargs=4, default=[1, 4, 64, 64], help="default: SD at 512 px")
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
+    settle_heap()  # as `latentgraph run` and `latentgraph serve` do at start-up
     registry = NodeRegistry([*default_registry(), PrecomputedOutput])
     print(f"torch threads: {torch.get_num_threads()}, latent {shape}")
     print(f"{'solver':<16}{'N':>4}{'ours ms':>10}{'diffusers ms':>14}{'ratio':>8}{'max |diff|':>12}")
@@ -122,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 return ex.run(graph, targets=[last]).outputs[last][0]["samples"]
 
             diff = (ours() - oracle_loop(solver, steps, shape)).abs().max().item()
-            t_ours = median_ms(ours, args.repeat)
-            t_ref = median_ms(lambda solver=solver, steps=steps: oracle_loop(solver, steps, shape), args.repeat)
+            t_ours, t_ref = paired_medians_ms(
+                ours, lambda solver=solver, steps=steps: oracle_loop(solver, steps, shape), args.repeat)
             print(f"{solver:<16}{steps:>4}{t_ours:>10.2f}{t_ref:>14.2f}{t_ours / t_ref:>8.2f}{diff:>12.1e}")
     return 0
 

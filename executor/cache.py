@@ -70,9 +70,11 @@ def entry_bytes(entry: Entry) -> int:
     for value in entry.outputs:
         kind = type(value)
         if kind is torch.Tensor:
-            total += value.numel() * value.element_size()
-        elif kind is dict and all(type(v) is torch.Tensor for v in value.values()):
-            total += sum(v.numel() * v.element_size() for v in value.values()) + _SMALL_OBJECT_BYTES
+            total += value.nbytes
+        elif kind is dict:
+            total += _SMALL_OBJECT_BYTES
+            for item in value.values():
+                total += item.nbytes if type(item) is torch.Tensor else nbytes(item)
         elif kind in (int, float, bool, str):
             total += _SMALL_OBJECT_BYTES
         else:
@@ -80,8 +82,13 @@ def entry_bytes(entry: Entry) -> int:
     return total
 
 
+_PLAIN_TYPES = frozenset({torch.Tensor, dict, list, tuple, int, float, bool, str, type(None)})
+
+
 def is_model(value: Any) -> bool:
     """Models (and objects that say they hold one) live in the model tier."""
+    if type(value) in _PLAIN_TYPES:  # most outputs: answered without a failing attribute lookup
+        return False
     return isinstance(value, torch.nn.Module) or bool(getattr(value, "is_model", False))
 
 
@@ -281,7 +288,7 @@ class OutputCache:
 
     def get(self, key: str) -> Entry | None:
         entry = self.values.get(key) or self.models.get(key)
-        if entry is None and (entry := self.offloaded.pop(key)) is not None:
+        if entry is None and key in self.offloaded and (entry := self.offloaded.pop(key)) is not None:
             entry = _move_models(entry, self.device)
             self.put(key, entry)
         return entry

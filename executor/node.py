@@ -146,8 +146,13 @@ class NodeSpec:
     def output_types(self) -> tuple[str, ...]:
         return self._output_types
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_output_types", tuple(o.type for o in self.outputs))
+        object.__setattr__(self, "_output_names", tuple(o.name for o in self.outputs))
 
 
 @dataclass(frozen=True)
