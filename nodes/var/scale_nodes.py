@@ -134,7 +134,7 @@ class VARScaleStep(Node):
                            more_smooth=x.more_smooth, forced=forced)
         if after.is_complete:
             # Nothing can follow the last scale, so its keys and values would only fill the cache.
-            after = replace(after, kv_cache=())
+            after = replace(after, kv_cache=None)
         self.ctx.progress(after.scale_index, len(after.patch_nums),
                           preview=lambda: scale_preview(vqvae, after))
         return self.Out(state=after)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from latentgraph.nodes.var.model import (
     GenerationState,
+    KVCache,
     filter_top_k_top_p,
     generate,
     scale_logits,
@@ -39,7 +40,9 @@ def step_kwargs(run: dict) -> dict:
 
 
 def leaves(value: object) -> list:
-    """Flatten the nested tuples of a state field (token maps, KV cache) into a list."""
+    """Flatten a state field (the token maps' tuple, the KV cache's keys and values) into a list."""
+    if isinstance(value, KVCache):
+        return [*value.keys, *value.values]
     if isinstance(value, tuple) and not isinstance(value, torch.Size):
         return [leaf for item in value for leaf in leaves(item)]
     return [value]
@@ -49,6 +52,8 @@ def cloned(state: GenerationState) -> GenerationState:
     def clone(value: object) -> object:
         if isinstance(value, torch.Tensor):
             return value.clone()
+        if isinstance(value, KVCache):
+            return KVCache(value.arena.copy_of_prefix(value.length), value.length)
         return tuple(clone(v) for v in value) if isinstance(value, tuple) else value
 
     return GenerationState(**{f.name: clone(getattr(state, f.name)) for f in fields(state)})
@@ -128,6 +133,22 @@ def test_resume_from_middle_state(var, vqvae, golden, configs):
         assert_states_equal(middle, snapshot)
     assert_states_equal(finals[0], finals[1])
     assert torch.equal(torch.cat(finals[0].token_maps, dim=1), gold["idx_concat"])
+
+
+def test_a_run_appends_to_one_kv_arena_and_a_resume_copies_it(var, vqvae, configs):
+    """The scales of one run share a single key/value buffer; resuming an earlier state writes
+    into a copy, leaving the states already built on the original untouched."""
+    run = configs["infer"]["topk_topp"]
+    states = [start(var, run_labels(run), seed=run["g_seed"])]
+    while not states[-1].is_complete:
+        states.append(scale_step(states[-1], var, vqvae, **step_kwargs(run)))
+    arenas = {id(s.kv_cache.arena) for s in states[1:]}
+    assert len(arenas) == 1
+    last = cloned(states[-1])
+    resumed = scale_step(states[1], var, vqvae, **step_kwargs(run))
+    assert id(resumed.kv_cache.arena) not in arenas
+    assert_states_equal(resumed, states[2])
+    assert_states_equal(states[-1], last)
 
 
 def test_seed_none_uses_global_rng(var, vqvae, golden, configs):

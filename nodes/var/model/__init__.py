@@ -36,11 +36,13 @@ from .loading import (
 )
 from .quantizer import MultiScaleQuantizer, PhiSharing, TokenMaps
 from .sampling import filter_top_k_top_p, gumbel_softmax, sample_tokens
-from .var import VAR, VARConfig
+from .var import VAR, KVArena, KVCache, VARConfig
 from .vqvae import VQVAE, VQVAEConfig, decode_token_maps, quantize_image
 
 __all__ = [
     "VAR",
+    "KVArena",
+    "KVCache",
     "VARConfig",
     "VQVAE",
     "VQVAEConfig",

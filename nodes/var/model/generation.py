@@ -1,9 +1,9 @@
 """Stepwise class-conditional VAR generation (Tian et al. 2024, Sec. 3.2).
 
 Generation is split into `start` and `scale_step` so that a graph node can run one scale at a time
-and cache every intermediate `GenerationState`. States are immutable: a step builds new tensors
-(the KV cache grows by `torch.cat`, f_hat by out-of-place addition), so any cached state can be
-resumed any number of times with identical results.
+and cache every intermediate `GenerationState`. States are immutable: a step builds a new f_hat
+(out-of-place addition) and extends the KV cache copy-on-write (`KVArena`), so any cached state
+can be resumed any number of times with identical results.
 
 Randomness: the official sampler seeds one `torch.Generator` once and lets every scale consume it
 in turn. To reproduce that across separate calls, the generator's state is stored in the
@@ -50,7 +50,8 @@ class GenerationState:
     f_hat: [B, z_channels, pn_K, pn_K] float32 latent summed over all finished scales.
     next_scale_input: f_hat area-downsampled to the next scale's size; None before scale 0.
     token_maps: sampled ids [B, pn*pn] of every finished scale.
-    kv_cache: keys/values of all finished scales; conditional rows, then null-class rows.
+    kv_cache: keys/values of all finished scales; None before scale 0 (LG_VARScaleStep also drops
+        it from the last state, which nothing can follow).
     rng_state: generator state to continue from; None means the global torch RNG.
     """
 
@@ -60,7 +61,7 @@ class GenerationState:
     f_hat: torch.Tensor
     next_scale_input: torch.Tensor | None
     token_maps: tuple[torch.Tensor, ...]
-    kv_cache: KVCache
+    kv_cache: KVCache | None
     rng_state: torch.Tensor | None
 
     @property
@@ -147,12 +148,12 @@ def start(
         f_hat=f_hat,
         next_scale_input=None,
         token_maps=(),
-        kv_cache=(),
+        kv_cache=None,
         rng_state=None if generator is None else generator.get_state(),
     )
 
 
-def _guided_logits(state: GenerationState, var: VAR, cfg: float) -> tuple[torch.Tensor, KVCache]:
+def _guided_logits(state: GenerationState, var: VAR, cfg: float) -> tuple[torch.Tensor, KVCache | None]:
     if state.is_complete:
         raise ValueError("generation is already complete; no scale left to predict")
     if state.patch_nums != var.config.patch_nums:

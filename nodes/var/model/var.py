@@ -15,9 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# One (key, value) pair per block, each [N, heads, tokens so far, head_dim].
-KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
-
 # The learned attention temperature is capped at 100; the cap is the float32 value of log(100).
 MAX_LOG_ATTN_SCALE = torch.tensor(100.0).log().item()
 
@@ -50,6 +47,75 @@ class VARConfig:
         return begin, begin + self.patch_nums[scale_index] ** 2
 
 
+class KVArena:
+    """Keys and values of every block for one generation, allocated once for the whole sequence.
+
+    Generation appends each scale's keys and values; a :class:`KVCache` names the prefix a state
+    owns. Appending writes in place only at the arena's end, where no other state has appended
+    yet; resuming an older state first copies its prefix into a new arena (copy on write). So the
+    scales of one run share one buffer per block (as the official cache grows in place), and every
+    cached state still sees exactly its own keys and values however often it is resumed.
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        # One [N, heads, total tokens, head_dim] buffer per block: separate allocations, each small
+        # enough for the host allocator to recycle between runs.
+        self.keys, self.values = keys, values
+        self.filled = 0  # positions written so far
+
+    @classmethod
+    def empty(cls, config: VARConfig, batch: int, dtype: torch.dtype, device: torch.device) -> KVArena:
+        shape = (batch, config.num_heads, config.num_tokens, config.embed_dim // config.num_heads)
+
+        def buffers() -> list[torch.Tensor]:
+            return [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.depth)]
+
+        return cls(buffers(), buffers())
+
+    def copy_of_prefix(self, length: int) -> KVArena:
+        def copies(buffers: list[torch.Tensor]) -> list[torch.Tensor]:
+            out = [torch.empty_like(b) for b in buffers]
+            for new, old in zip(out, buffers, strict=True):
+                new[:, :, :length] = old[:, :, :length]
+            return out
+
+        arena = KVArena(copies(self.keys), copies(self.values))
+        arena.filled = length
+        return arena
+
+
+class KVCache:
+    """The first `length` positions of an arena: the keys and values of a state's finished scales
+    (conditional rows, then null-class rows)."""
+
+    __slots__ = ("arena", "length")
+
+    def __init__(self, arena: KVArena, length: int) -> None:
+        self.arena, self.length = arena, length
+
+    def appendable(self) -> KVArena:
+        """The arena to append to: this one if nothing was appended past the prefix, else a copy."""
+        if self.arena.filled == self.length:
+            return self.arena
+        return self.arena.copy_of_prefix(self.length)
+
+    @property
+    def keys(self) -> tuple[torch.Tensor, ...]:
+        """Per block [N, heads, length, head_dim], views into the arena."""
+        return tuple(b[:, :, : self.length] for b in self.arena.keys)
+
+    @property
+    def values(self) -> tuple[torch.Tensor, ...]:
+        return tuple(b[:, :, : self.length] for b in self.arena.values)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the prefix (what the executor's cache accounts for a state)."""
+        first = self.arena.keys[0]
+        per_position = first[:, :, :1].numel() * first.element_size()
+        return 2 * len(self.arena.keys) * per_position * self.length
+
+
 class SelfAttention(nn.Module):
     zero_k_bias: torch.Tensor
 
@@ -75,10 +141,10 @@ class SelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         attn_bias: torch.Tensor | None,
-        past: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Attend from x's tokens to `past` plus themselves; returns the output and the extended
-        (key, value) pair as new tensors, leaving `past` untouched."""
+        cache: tuple[torch.Tensor, torch.Tensor, int] | None,
+    ) -> torch.Tensor:
+        """Attend from x's tokens to themselves and, with `cache` = (key buffer, value buffer,
+        start), to the buffers' first `start` positions; x's keys and values are written there."""
         batch, length, channels = x.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
         qkv = F.linear(x, self.mat_qkv.weight, bias).view(
@@ -89,11 +155,14 @@ class SelfAttention(nn.Module):
             temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()
             q = F.normalize(q, dim=-1).mul(temperature)
             k = F.normalize(k, dim=-1)
-        if past is not None:
-            k = torch.cat((past[0], k), dim=2)
-            v = torch.cat((past[1], v), dim=2)
+        if cache is not None:
+            key_buffer, value_buffer, start = cache
+            end = start + length
+            key_buffer[:, :, start:end] = k
+            value_buffer[:, :, start:end] = v
+            k, v = key_buffer[:, :, :end], value_buffer[:, :, :end]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, channels)), (k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, channels))
 
 
 class FeedForward(nn.Module):
@@ -138,13 +207,12 @@ class AdaLNBlock(nn.Module):
         x: torch.Tensor,
         block_condition: torch.Tensor,
         attn_bias: torch.Tensor | None,
-        past: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        cache: tuple[torch.Tensor, torch.Tensor, int] | None,
+    ) -> torch.Tensor:
         gamma1, gamma2, scale1, scale2, shift1, shift2 = self.modulation(block_condition)
-        attn_out, kv = self.attn(self.norm(x).mul(scale1.add(1)).add_(shift1), attn_bias, past)
+        attn_out = self.attn(self.norm(x).mul(scale1.add(1)).add_(shift1), attn_bias, cache)
         x = x + attn_out.mul_(gamma1)
-        x = x + self.ffn(self.norm(x).mul(scale2.add(1)).add_(shift2)).mul(gamma2)
-        return x, kv
+        return x + self.ffn(self.norm(x).mul(scale2.add(1)).add_(shift2)).mul(gamma2)
 
 
 class AdaLNHeadNorm(nn.Module):
@@ -237,16 +305,28 @@ class VAR(nn.Module):
         x: torch.Tensor,
         condition: torch.Tensor,
         attn_bias: torch.Tensor | None,
-        kv_cache: KVCache,
-    ) -> tuple[torch.Tensor, KVCache]:
-        """Run the transformer and the head; returns float32 logits and the extended KV cache."""
+        kv_cache: KVCache | None,
+        *,
+        extend_cache: bool = True,
+    ) -> tuple[torch.Tensor, KVCache | None]:
+        """Run the transformer and the head; returns float32 logits and, with `extend_cache`, the
+        cache extended by x's tokens (x attends to `kv_cache`'s positions and itself). Without it
+        (teacher forcing) only `attn_bias` says what each token sees."""
         block_condition = self.block_condition(condition)
-        new_cache = []
+        arena, start = None, 0
+        if extend_cache:
+            if kv_cache is None:
+                arena = KVArena.empty(self.config, x.shape[0], self.dtype, x.device)
+            else:
+                arena, start = kv_cache.appendable(), kv_cache.length
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, block_condition, attn_bias, kv_cache[i] if kv_cache else None)
-            new_cache.append(kv)
+            cache = None if arena is None else (arena.keys[i], arena.values[i], start)
+            x = block(x, block_condition, attn_bias, cache)
         logits = self.head(self.head_nm(x, condition)).float()
-        return logits, tuple(new_cache)
+        if arena is None:
+            return logits, None
+        arena.filled = start + x.shape[1]
+        return logits, KVCache(arena, arena.filled)
 
     def forward(self, labels: torch.Tensor, teacher_input: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [B, L, V] for all scales at once under the block-causal mask.
@@ -263,5 +343,5 @@ class VAR(nn.Module):
         x = torch.cat((sos, self.word_embed(teacher_input.to(self.dtype))), dim=1)
         x = x + self.level_position(0, length)
         attn_bias = self.attn_bias_for_masking[:, :, :length, :length]
-        logits, _ = self.transformer_logits(x, condition, attn_bias, kv_cache=())
+        logits, _ = self.transformer_logits(x, condition, attn_bias, None, extend_cache=False)
         return logits
