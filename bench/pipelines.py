@@ -11,6 +11,14 @@ Peak memory is the growth of the process's peak RSS during one run (Linux VmHWM,
 /proc/self/clear_refs before each run); the median over the repeats is reported.
 
     python bench/pipelines.py [--steps 20] [--size 64] [--repeat 5] [--threads 2]
+
+``--full`` swaps the tiny models for the real architectures with seeded random weights: SD 1.5
+(CLIP ViT-L/14 text encoder, the 860M U-Net, the SD VAE) at 512 px and SANA-600M (Gemma-2-2B,
+the 28-layer 1152-wide DiT, DC-AE f32c32) at 1024 px, built on the device, saved as diffusers
+folders and loaded by both sides in half precision (fp16 for SD, bf16 for SANA, as our loaders
+and the pipelines' model cards choose). Peak memory is then the CUDA allocator's peak growth.
+
+    python bench/pipelines.py --full --device cuda [--steps 20] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -49,8 +57,18 @@ def _trim() -> None:
         pass
 
 
-def measured(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
-    """(result, wall seconds, CPU seconds of all threads, peak RSS growth in bytes) of one call."""
+def measured(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float, float]:
+    """(result, wall seconds, CPU seconds of all threads, peak memory growth in bytes) of one
+    call: RSS on the CPU, the CUDA allocator's peak on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        start, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        torch.cuda.synchronize(device)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return result, seconds, cpu, torch.cuda.max_memory_allocated(device) - before
     can_reset = Path("/proc/self/clear_refs").exists()
     if can_reset:
         _trim()
@@ -63,16 +81,78 @@ def measured(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
     return result, seconds, cpu, peak
 
 
-def build_models(root: Path) -> None:
+def build_models(root: Path, full: bool, device: torch.device) -> None:
     import sana_tiny
     import sd_tiny
 
-    sd_tiny.save_pipeline(sd_tiny.build_components(), root / "models" / "sd" / "tiny")
-    sana_tiny.save_pipeline(sana_tiny.build_components(), root / "models" / "sana" / "tiny")
+    if full:
+        sd, sana = full_sd15(device), full_sana600m(device)
+    else:
+        sd, sana = sd_tiny.build_components(), sana_tiny.build_components()
+    sd_tiny.save_pipeline(sd, root / "models" / "sd" / "tiny")
+    sana_tiny.save_pipeline(sana, root / "models" / "sana" / "tiny")
     (root / "input").mkdir(parents=True, exist_ok=True)
 
 
-def cases(root: Path, steps: int, size: int) -> list[dict[str, Any]]:
+def full_sd15(device: torch.device) -> dict:
+    """SD 1.5's architecture (runwayml/stable-diffusion-v1-5 configs) with seeded random weights,
+    initialised on `device` (on a GPU, minutes faster than on the CPU)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from latentgraph.nodes.ldm.clip import bundled_tokenizer
+    from sd_tiny import SD15_SCHEDULER
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    text = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                          num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                          bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    with torch.device(device):
+        models = {
+            "unet": UNet2DConditionModel(sample_size=64, cross_attention_dim=768).eval(),  # the rest: defaults
+            "vae": AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=512,
+                                 down_block_types=("DownEncoderBlock2D",) * 4,
+                                 up_block_types=("UpDecoderBlock2D",) * 4).eval(),
+            "text_encoder": CLIPTextModel(text).eval(),
+        }
+    return {
+        **models,
+        "tokenizer": bundled_tokenizer(),
+        "scheduler": PNDMScheduler.from_config(SD15_SCHEDULER),
+    }
+
+
+def full_sana600m(device: torch.device) -> dict:
+    """SANA-600M at 1024 px (Sana_600M_1024px_diffusers configs): Gemma-2-2B, the DiT, DC-AE f32c32.
+    The tokenizer is the tests' small one; its ids are a subset of Gemma's 256,000."""
+    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaTransformer2DModel
+    from sana_tiny import SANA_SCHEDULER, build_tokenizer
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(0)
+    stages = ("ResBlock",) * 3 + ("EfficientViTBlock",) * 3
+    scales = ((),) * 3 + ((5,),) * 3
+    widths = (128, 256, 512, 512, 1024, 1024)
+    gemma = Gemma2Config(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                         num_attention_heads=8, num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
+                         max_position_embeddings=8192, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    with torch.device(device):
+        models = {
+            "text_encoder": Gemma2Model(gemma).eval(),
+            "transformer": SanaTransformer2DModel(
+                in_channels=32, out_channels=32, num_attention_heads=36, attention_head_dim=32, num_layers=28,
+                num_cross_attention_heads=16, cross_attention_head_dim=72, cross_attention_dim=1152,
+                caption_channels=2304, mlp_ratio=2.5, sample_size=32, patch_size=1).eval(),
+            "vae": AutoencoderDC(
+                in_channels=3, latent_channels=32, attention_head_dim=32, encoder_block_types=stages,
+                decoder_block_types=stages, encoder_block_out_channels=widths, decoder_block_out_channels=widths,
+                encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3,) * 6,
+                encoder_qkv_multiscales=scales, decoder_qkv_multiscales=scales,
+                upsample_block_type="interpolate", downsample_block_type="Conv", scaling_factor=0.41407).eval(),
+        }
+    return {**models, "tokenizer": build_tokenizer(), "scheduler": DPMSolverMultistepScheduler(**SANA_SCHEDULER)}
+
+
+def cases(root: Path, steps: int, sizes: dict[str, int], device: torch.device) -> list[dict[str, Any]]:
     from diffusers import (
         DDIMScheduler,
         DPMSolverMultistepScheduler,
@@ -81,20 +161,24 @@ def cases(root: Path, steps: int, size: int) -> list[dict[str, Any]]:
         StableDiffusionImg2ImgPipeline,
         StableDiffusionPipeline,
     )
+    from latentgraph.nodes.ldm.loading import model_dtype as sd_dtype
+    from latentgraph.nodes.sana.loading import model_dtype as sana_dtype
     from PIL import Image
 
     models = root / "models"
+    size, sana_size = sizes["sd"], sizes["sana"]
     image = Image.fromarray(
         np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     )
     image.save(root / "input" / "bench.png")
     sd = StableDiffusionPipeline.from_pretrained(
-        models / "sd" / "tiny", safety_checker=None, requires_safety_checker=False
-    )
+        models / "sd" / "tiny", safety_checker=None, requires_safety_checker=False,
+        torch_dtype=sd_dtype(device),
+    ).to(device)
     sd.scheduler = DPMSolverMultistepScheduler.from_config(sd.scheduler.config)
     sd_i2i = StableDiffusionImg2ImgPipeline(**sd.components)
     sd_i2i.scheduler = DDIMScheduler.from_config(sd.scheduler.config)
-    sana = SanaPipeline.from_pretrained(models / "sana" / "tiny")
+    sana = SanaPipeline.from_pretrained(models / "sana" / "tiny", torch_dtype=sana_dtype(device)).to(device)
     sana_euler = SanaPipeline(
         **{**sana.components, "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
     )
@@ -135,15 +219,15 @@ def cases(root: Path, steps: int, size: int) -> list[dict[str, Any]]:
             "graph": "sana_txt2img",
             "changes": {
                 "2": {"text": PROMPT},
-                "4": {"width": size, "height": size},
+                "4": {"width": sana_size, "height": sana_size},
                 "5": {"steps": steps},
             },
             "seed_node": ("5",),
             "out": "6",
             "pipe": lambda s: sana(
                 PROMPT,
-                height=size,
-                width=size,
+                height=sana_size,
+                width=sana_size,
                 guidance_scale=4.5,
                 generator=gen(s),
                 use_resolution_binning=False,
@@ -155,15 +239,15 @@ def cases(root: Path, steps: int, size: int) -> list[dict[str, Any]]:
             "graph": "sana_txt2img",
             "changes": {
                 "2": {"text": PROMPT},
-                "4": {"width": size, "height": size},
+                "4": {"width": sana_size, "height": sana_size},
                 "5": {"steps": steps, "solver": "flow_euler"},
             },
             "seed_node": ("5",),
             "out": "6",
             "pipe": lambda s: sana_euler(
                 PROMPT,
-                height=size,
-                width=size,
+                height=sana_size,
+                width=sana_size,
                 guidance_scale=4.5,
                 generator=gen(s),
                 use_resolution_binning=False,
@@ -187,12 +271,12 @@ def graph_for(case: dict[str, Any], seed: int) -> dict[str, Any]:
     return {k: v for k, v in graph.items() if v["class_type"] != "LG_SaveImage"}
 
 
-def run_case(case: dict[str, Any], executor: Any, repeat: int) -> dict[str, float]:
+def run_case(case: dict[str, Any], executor: Any, repeat: int, device: torch.device) -> dict[str, float]:
     def ours(seed: int, fresh: bool) -> torch.Tensor:
         if fresh:
             executor.cache.clear(models=False)
         result = executor.run(graph_for(case, seed), [case["out"]])
-        return result.outputs[case["out"]][0].permute(0, 3, 1, 2)
+        return result.outputs[case["out"]][0].permute(0, 3, 1, 2).float()
 
     ours(0, True), case["pipe"](0)  # warm-up: loading, first-call allocations
     rows: dict[str, list[float]] = {}
@@ -201,17 +285,17 @@ def run_case(case: dict[str, Any], executor: Any, repeat: int) -> dict[str, floa
         seed = 1000 + r
         # Rotate the order so that a neighbour's load on a shared machine hits every side alike.
         runs = [
-            ("pipe", lambda seed=seed: case["pipe"](seed).images),
+            ("pipe", lambda seed=seed: case["pipe"](seed).images.float()),
             ("fresh", lambda seed=seed: ours(seed, True)),
             ("reseed", lambda seed=seed: ours(seed + 500, False)),
         ]
         runs = runs[r % 3 :] + runs[: r % 3]
         images = {}
         for name, fn in runs:
-            images[name], seconds, cpu, peak = measured(fn)
+            images[name], seconds, cpu, peak = measured(fn, device)
             for key, value in (("wall", seconds), ("cpu", cpu), ("mem", peak)):
                 rows.setdefault(f"{name}_{key}", []).append(value)
-        diff = max(diff, (images["fresh"] - images["pipe"]).abs().max().item())
+        diff = max(diff, (images["fresh"] - images["pipe"].to(images["fresh"].device)).abs().max().item())
     out = {k: statistics.median(v) for k, v in rows.items()}
     # Ratios of runs made back to back, then their median: robust to slow spells of the machine.
     for name in ("fresh", "reseed"):
@@ -227,35 +311,42 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--size", type=int, help="image side in pixels (default 64; --full: 512 SD, 1024 SANA)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--full", action="store_true", help="SD 1.5 and SANA-600M sized random models")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sizes = {"sd": 512, "sana": 1024} if args.full else {"sd": 64, "sana": 64}
+    if args.size:
+        sizes = {"sd": args.size, "sana": args.size}
 
     from latentgraph.executor import Executor, Folders
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_models(root)
+        started = time.perf_counter()
+        build_models(root, args.full, device)
         folders = Folders.under(root)
         for d in (folders.output, folders.temp):
             d.mkdir(parents=True, exist_ok=True)
-        executor = Executor(device="cpu", folders=folders)
+        executor = Executor(device=device, folders=folders)
+        where = (torch.cuda.get_device_name(device) + ", fp16 SD / bf16 SANA" if device.type == "cuda"
+                 else f"CPU, {args.threads} threads, fp32")
         print(
-            f"CPU, {args.threads} threads, fp32; {args.size}x{args.size} px, {args.steps} steps; medians of "
-            f"{args.repeat} runs; ratios are ours / pipeline (medians of back-to-back pairs)"
+            f"{where}; {'full-size' if args.full else 'tiny'} random models (built and saved in "
+            f"{time.perf_counter() - started:.0f} s); SD {sizes['sd']} px, SANA {sizes['sana']} px, "
+            f"{args.steps} steps; medians of {args.repeat} runs; ratios are ours / pipeline "
+            f"(medians of back-to-back pairs)"
         )
         print(
-            f"{'':<22}{'pipeline':>9}{'ours (fresh)':>26}{'ours (re-seed)':>16}{'peak RSS growth MB':>24}"
-        )
-        print(
-            f"{'case':<22}{'ms':>9}{'ms':>8}{'wall':>7}{'cpu':>7}{'ms':>10}{'wall':>7}"
-            f"{'pipe':>9}{'ours':>7}{'ratio':>7}{'max|diff|':>11}"
+            f"{'':<22}{'pipeline':>9}{'ours (fresh)':>26}{'ours (re-seed)':>16}{'peak memory growth MB':>24}"
         )
         mb = 1 << 20
-        for case in cases(root, args.steps, args.size):
-            r = run_case(case, executor, args.repeat)
+        for case in cases(root, args.steps, sizes, device):
+            r = run_case(case, executor, args.repeat, device)
             print(
                 f"{case['name']:<22}{r['pipe_wall'] * 1e3:>9.1f}{r['fresh_wall'] * 1e3:>8.1f}"
                 f"{r['fresh_wall_ratio']:>7.3f}{r['fresh_cpu_ratio']:>7.3f}"
