@@ -32,8 +32,27 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 WRAPPER_KEYS = ("state_dict", "model", "module")
 
 
+# The small models latentgraph ships in its models folder, and the command that re-creates each.
+SHIPPED_MODELS = {
+    "shapes_sd": "python -m latentgraph.training.train_sd --out models/shapes_sd",
+    "shapes_sana": "python -m latentgraph.training.train_sana --out models/shapes_sana",
+    "shapes_var": "python -m latentgraph.training.train_var --out models/shapes_var",
+}
+
+
 class CheckpointError(ValueError):
     """A file or folder that cannot be used as the model asked for; the message names it."""
+
+
+def path_problem(name: Any, message: str) -> str:
+    """A loader's message about its model path, telling how to re-create the file when the path
+    is inside one of the shipped models (deleted, truncated or overwritten by accident)."""
+    parts = Path(name).parts if isinstance(name, str) and name else ()
+    command = SHIPPED_MODELS.get(parts[0]) if parts and not Path(name).is_absolute() else None
+    if command is None:
+        return message
+    return (f"{message}. '{parts[0]}' is one of latentgraph's shipped models: re-create it with "
+            f"`{command}` (see models/README.md)")
 
 
 def resolve_model_path(folders: Folders, name: str) -> Path:

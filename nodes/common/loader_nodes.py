@@ -9,7 +9,7 @@ from typing import Any
 from ...executor.context import Folders
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ..diffusion.sockets import DenoiserSocket
-from .files import CheckpointError, path_fingerprint, resolve_model_path
+from .files import CheckpointError, path_fingerprint, path_problem, resolve_model_path
 from .loading import ALL_PARTS, Part, load_parts
 from .sockets import AutoencoderSocket, TextEncoderSocket
 
@@ -37,7 +37,7 @@ class LoaderNode(Node):
             identity = path_fingerprint(self.ctx.folders, name)
             return load_parts(path, self.parts, self.ctx.device, identity)
         except CheckpointError as err:
-            raise InputError("path", str(err)) from None
+            raise InputError("path", path_problem(name, str(err))) from None
 
 
 class LoadCheckpoint(LoaderNode):

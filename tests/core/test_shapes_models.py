@@ -4,10 +4,11 @@ A regression in any node of the pipeline shows up here."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from latentgraph.executor import Executor, Folders, load_workflow
+from latentgraph.executor import Executor, Folders, NodeFailed, load_workflow
 from latentgraph.training import checker, shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +53,34 @@ def test_shapes_var_draws_the_class(tmp_path, class_id, seed):
     image = Executor(device="cpu", folders=folders).run(graph, targets=["3"]).outputs["3"][0]
     verdict = checker.check(image[0].numpy())
     assert (verdict.shape, verdict.colour) == shapes.class_names(class_id)
+
+
+def run_with_models(tmp_path: Path, family: str, models: Path) -> None:
+    graph = load_workflow(shipped(family)).nodes
+    graph = {k: v for k, v in graph.items() if v["class_type"] != "LG_SaveImage"}
+    folders = Folders(tmp_path / "in", tmp_path / "out", tmp_path / "tmp", models)
+    Executor(device="cpu", folders=folders).run(graph, targets=list(graph))
+
+
+@pytest.mark.parametrize("family, weights", [
+    ("sd", "shapes_sd/unet/diffusion_pytorch_model.safetensors"),
+    ("var", "shapes_var/var.safetensors"),
+])
+def test_a_damaged_shipped_weight_file_names_it_and_the_training_command(tmp_path, family, weights):
+    models = tmp_path / "models"
+    folder = weights.split("/")[0]
+    shutil.copytree(ROOT / "models" / folder, models / folder)
+    (models / weights).write_bytes(b"\x00" * 100)  # truncated by a bad copy
+    with pytest.raises(NodeFailed) as failure:
+        run_with_models(tmp_path, family, models)
+    message = str(failure.value)
+    assert Path(weights).name in message
+    assert f"re-create it with `python -m latentgraph.training.train_{family} --out models/{folder}`" in message
+
+
+def test_a_missing_shipped_model_says_how_to_re_create_it(tmp_path):
+    (tmp_path / "models").mkdir()
+    with pytest.raises(NodeFailed) as failure:
+        run_with_models(tmp_path, "sd", tmp_path / "models")
+    assert "'shapes_sd' does not exist" in str(failure.value)
+    assert "python -m latentgraph.training.train_sd" in str(failure.value)

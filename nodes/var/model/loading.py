@@ -50,7 +50,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise ValueError(f"{path}: unsupported checkpoint format (use .safetensors or .pth)")
-    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+    except (OSError, RuntimeError, pickle.UnpicklingError, safetensors.SafetensorError) as error:
         raise ValueError(f"{path}: cannot read checkpoint: {error}") from error
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in state_dict.values()
