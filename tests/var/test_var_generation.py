@@ -151,6 +151,17 @@ def test_a_run_appends_to_one_kv_arena_and_a_resume_copies_it(var, vqvae, config
     assert_states_equal(states[-1], last)
 
 
+def test_peeking_at_logits_leaves_the_arena_to_the_next_step(var, vqvae, configs):
+    run = configs["infer"]["topk_topp"]
+    state = scale_step(start(var, run_labels(run), seed=run["g_seed"]), var, vqvae, **step_kwargs(run))
+    filled = state.kv_cache.arena.filled
+    logits = scale_logits(state, var, cfg=run["cfg"])
+    assert state.kv_cache.arena.filled == filled
+    after = scale_step(state, var, vqvae, **step_kwargs(run))
+    assert after.kv_cache.arena is state.kv_cache.arena  # appended in place, no copy
+    assert torch.equal(logits, scale_logits(state, var, cfg=run["cfg"]))
+
+
 def test_seed_none_uses_global_rng(var, vqvae, golden, configs):
     """Like the official `g_seed=None`: draws come from the global generator."""
     run, gold = configs["infer"]["topk_topp"], golden("var_infer_topk_topp")

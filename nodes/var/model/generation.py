@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 
@@ -153,7 +154,9 @@ def start(
     )
 
 
-def _guided_logits(state: GenerationState, var: VAR, cfg: float) -> tuple[torch.Tensor, KVCache | None]:
+def _guided_logits(
+    state: GenerationState, var: VAR, cfg: float, cache: Literal["extend", "peek"]
+) -> tuple[torch.Tensor, KVCache | None]:
     if state.is_complete:
         raise ValueError("generation is already complete; no scale left to predict")
     if state.patch_nums != var.config.patch_nums:
@@ -169,7 +172,7 @@ def _guided_logits(state: GenerationState, var: VAR, cfg: float) -> tuple[torch.
         tokens = var.scale_tokens(state.next_scale_input, scale_index).repeat(2, 1, 1)
     # Tokens of earlier scales are already in the KV cache, so no mask is needed (Sec. 3.2).
     logits, kv_cache = var.transformer_logits(
-        tokens, condition, attn_bias=None, kv_cache=state.kv_cache
+        tokens, condition, attn_bias=None, kv_cache=state.kv_cache, cache=cache
     )
     t = guidance_strength(cfg, scale_index, len(state.patch_nums))
     return classifier_free_guidance(logits, t), kv_cache
@@ -178,7 +181,7 @@ def _guided_logits(state: GenerationState, var: VAR, cfg: float) -> tuple[torch.
 @torch.no_grad()
 def scale_logits(state: GenerationState, var: VAR, cfg: float = 1.5) -> torch.Tensor:
     """Guided logits [B, pn*pn, V] for the state's next scale, before any top-k/top-p filtering."""
-    return _guided_logits(state, var, cfg)[0]
+    return _guided_logits(state, var, cfg, cache="peek")[0]
 
 
 @torch.no_grad()
@@ -199,7 +202,7 @@ def scale_step(
     position is still sampled first, so the random stream is the same as without forcing.
     """
     _check_compatible(var, vqvae)
-    logits, kv_cache = _guided_logits(state, var, cfg)
+    logits, kv_cache = _guided_logits(state, var, cfg, cache="extend")
     generator = _restore_generator(state.rng_state, var.device)
     scale_index, batch = state.scale_index, state.batch_size
     pn = state.patch_nums[scale_index]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -307,23 +308,27 @@ class VAR(nn.Module):
         attn_bias: torch.Tensor | None,
         kv_cache: KVCache | None,
         *,
-        extend_cache: bool = True,
+        cache: Literal["extend", "peek", "off"] = "extend",
     ) -> tuple[torch.Tensor, KVCache | None]:
-        """Run the transformer and the head; returns float32 logits and, with `extend_cache`, the
-        cache extended by x's tokens (x attends to `kv_cache`'s positions and itself). Without it
-        (teacher forcing) only `attn_bias` says what each token sees."""
+        """Run the transformer and the head; returns float32 logits and the KV cache after x.
+
+        "extend": x attends to `kv_cache`'s positions and itself, and the returned cache holds x's
+        keys and values too. "peek": the same logits, but the cache is not extended (returns None;
+        x's keys and values only pass through the arena's free tail). "off" (teacher forcing): no
+        cache; `attn_bias` alone says what each token sees.
+        """
         block_condition = self.block_condition(condition)
         arena, start = None, 0
-        if extend_cache:
+        if cache != "off":
             if kv_cache is None:
                 arena = KVArena.empty(self.config, x.shape[0], self.dtype, x.device)
             else:
                 arena, start = kv_cache.appendable(), kv_cache.length
         for i, block in enumerate(self.blocks):
-            cache = None if arena is None else (arena.keys[i], arena.values[i], start)
-            x = block(x, block_condition, attn_bias, cache)
+            buffers = None if arena is None else (arena.keys[i], arena.values[i], start)
+            x = block(x, block_condition, attn_bias, buffers)
         logits = self.head(self.head_nm(x, condition)).float()
-        if arena is None:
+        if arena is None or cache == "peek":
             return logits, None
         arena.filled = start + x.shape[1]
         return logits, KVCache(arena, arena.filled)
@@ -343,5 +348,5 @@ class VAR(nn.Module):
         x = torch.cat((sos, self.word_embed(teacher_input.to(self.dtype))), dim=1)
         x = x + self.level_position(0, length)
         attn_bias = self.attn_bias_for_masking[:, :, :length, :length]
-        logits, _ = self.transformer_logits(x, condition, attn_bias, None, extend_cache=False)
+        logits, _ = self.transformer_logits(x, condition, attn_bias, None, cache="off")
         return logits
