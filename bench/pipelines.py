@@ -84,14 +84,20 @@ def measured(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, f
 def build_models(root: Path, full: bool, device: torch.device) -> None:
     import sana_tiny
     import sd_tiny
+    from latentgraph.nodes.ldm.loading import model_dtype as sd_dtype
+    from latentgraph.nodes.sana.loading import model_dtype as sana_dtype
 
-    if full:
-        sd, sana = full_sd15(device), full_sana600m(device)
+    if full:  # stored in the dtype both sides compute in: half the bytes to write and read
+        sd, sana = half(full_sd15(device), sd_dtype(device)), half(full_sana600m(device), sana_dtype(device))
     else:
         sd, sana = sd_tiny.build_components(), sana_tiny.build_components()
     sd_tiny.save_pipeline(sd, root / "models" / "sd" / "tiny")
     sana_tiny.save_pipeline(sana, root / "models" / "sana" / "tiny")
     (root / "input").mkdir(parents=True, exist_ok=True)
+
+
+def half(components: dict, dtype: torch.dtype) -> dict:
+    return {k: v.to(dtype) if isinstance(v, torch.nn.Module) else v for k, v in components.items()}
 
 
 def full_sd15(device: torch.device) -> dict:

@@ -58,8 +58,12 @@ def official_models(official: Path, depth: int, patch_nums: tuple[int, ...], dev
     return vqvae.eval().requires_grad_(False), var.eval().requires_grad_(False)
 
 
-def save_official_layout(module: torch.nn.Module, path: Path) -> None:
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}, str(path))
+def save_official_layout(module: torch.nn.Module, path: Path, dtype: torch.dtype) -> None:
+    """The state dict under the official key names, floating tensors stored as `dtype` (half on a
+    GPU: what autocast rounds the weights to anyway, and half the bytes to write and read)."""
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().to("cpu").contiguous().clone()
+               for k, v in module.state_dict().items()}
+    save_file(tensors, str(path))
 
 
 def our_graph(labels: list[int], patch_nums: tuple[int, ...], seed: int, settings: dict) -> dict:
@@ -114,8 +118,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        save_official_layout(vqvae, root / "vqvae.safetensors")
-        save_official_layout(var, root / "var.safetensors")
+        stored = torch.float16 if half else torch.float32
+        save_official_layout(vqvae, root / "vqvae.safetensors", stored)
+        save_official_layout(var, root / "var.safetensors", stored)
         executor = Executor(device=device, folders=Folders(root / "in", root / "out", root / "tmp", root))
         label_tensor = torch.tensor(labels, device=device)
 
