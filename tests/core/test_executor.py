@@ -129,8 +129,7 @@ sys.path.insert(0, {tests!r})
 from nodes_for_tests import registry
 from latentgraph.executor import Executor
 from latentgraph.executor.run import settle_heap
-if {settle!r}:
-    settle_heap()
+settle_heap()
 graph = {{"0": {{"class_type": "LG_TestTensor", "inputs": {{"size": 16384}}}}}}  # 64 KiB
 for i in range(1, 200):
     graph[str(i)] = {{"class_type": "LG_TestAdd", "inputs": {{"latent": [str(i - 1), 0]}}}}
@@ -145,15 +144,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc malloc's")
 def test_a_settled_process_reuses_the_memory_of_earlier_runs():
-    """A cold run keeps all 200 outputs (200 x 16 pages); the next run should find them mapped."""
-
-    def page_faults(settle: bool) -> int:
-        script = HEAP_SCRIPT.format(tests=str(Path(__file__).parent), settle=settle)
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip().splitlines()[-1])
-
-    assert page_faults(settle=False) > 1000  # glibc's default hands the heap back between runs
-    assert page_faults(settle=True) < 400
+    """A cold run keeps all 200 outputs (200 x 16 pages); the next run should find them mapped.
+    (Unsettled, glibc usually hands the heap top back in between, ~3,200 faults here; not always,
+    depending on where the heap happens to end, so only the settled process is asserted.)"""
+    script = HEAP_SCRIPT.format(tests=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) < 400
 
 
 def test_disk_tier_is_reused_by_a_later_process(tmp_path, builder):

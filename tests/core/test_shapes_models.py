@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from latentgraph.executor import Executor, Folders, NodeFailed, load_workflow
+from latentgraph.nodes.common.files import SHIPPED_MODELS
 from latentgraph.training import checker, shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,24 +24,27 @@ def shipped(family: str) -> Path:
     return graph
 
 
-@pytest.mark.parametrize("class_id, seed", CASES)
-def test_shapes_sd_draws_the_prompt(tmp_path, class_id, seed):
-    graph = load_workflow(shipped("sd")).nodes
-    graph["2"]["inputs"]["text"] = shapes.caption_of(class_id)
+def run_text_graph(tmp_path: Path, family: str, text: str, seed: int = 0):
+    """The shipped text-to-image graph's decoded image (graph ids: 2 prompt, 5 sampler, 6 decode)."""
+    graph = load_workflow(shipped(family)).nodes
+    graph["2"]["inputs"]["text"] = text
     graph["5"]["inputs"]["seed"] = seed
     del graph["7"]  # the image, not the file
     folders = Folders(tmp_path / "in", tmp_path / "out", tmp_path / "tmp", ROOT / "models")
-    image = Executor(device="cpu", folders=folders).run(graph, targets=["6"]).outputs["6"][0]
+    return Executor(device="cpu", folders=folders).run(graph, targets=["6"]).outputs["6"][0]
+
+
+@pytest.mark.parametrize("family", ["sd", "sana"])
+@pytest.mark.parametrize("class_id, seed", CASES)
+def test_shapes_text_models_draw_the_prompt(tmp_path, family, class_id, seed):
+    image = run_text_graph(tmp_path, family, shapes.caption_of(class_id), seed)
     verdict = checker.check(image[0].numpy())
     assert (verdict.shape, verdict.colour) == shapes.class_names(class_id)
 
 
-def test_prompt_outside_the_grammar_still_makes_an_image(tmp_path):
-    graph = load_workflow(shipped("sd")).nodes
-    graph["2"]["inputs"]["text"] = "An Astronaut riding a horse, 4k!"
-    del graph["7"]
-    folders = Folders(tmp_path / "in", tmp_path / "out", tmp_path / "tmp", ROOT / "models")
-    image = Executor(device="cpu", folders=folders).run(graph, targets=["6"]).outputs["6"][0]
+@pytest.mark.parametrize("family", ["sd", "sana"])
+def test_prompt_outside_the_grammar_still_makes_an_image(tmp_path, family):
+    image = run_text_graph(tmp_path, family, "An Astronaut riding a horse, 4k!")
     assert image.shape == (1, 32, 32, 3) and 0 <= float(image.min()) <= float(image.max()) <= 1
 
 
@@ -64,6 +68,7 @@ def run_with_models(tmp_path: Path, family: str, models: Path) -> None:
 
 @pytest.mark.parametrize("family, weights", [
     ("sd", "shapes_sd/unet/diffusion_pytorch_model.safetensors"),
+    ("sana", "shapes_sana/transformer/diffusion_pytorch_model.safetensors"),
     ("var", "shapes_var/var.safetensors"),
 ])
 def test_a_damaged_shipped_weight_file_names_it_and_the_training_command(tmp_path, family, weights):
@@ -75,7 +80,8 @@ def test_a_damaged_shipped_weight_file_names_it_and_the_training_command(tmp_pat
         run_with_models(tmp_path, family, models)
     message = str(failure.value)
     assert Path(weights).name in message
-    assert f"re-create it with `python -m latentgraph.training.train_{family} --out models/{folder}`" in message
+    assert f"re-create it with `{SHIPPED_MODELS[folder]}`" in message
+    assert f"latentgraph.training.train_{family} --out models/{folder}" in SHIPPED_MODELS[folder]
 
 
 def test_a_missing_shipped_model_says_how_to_re_create_it(tmp_path):
