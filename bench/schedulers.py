@@ -2,15 +2,18 @@
 scheduler loop, both fed the same precomputed model outputs, timed side by side.
 
 The ratio includes all executor overhead (validation, signatures, caching, events): every run
-starts from an empty cache. Target: <= 1.5 at N = 50.
+starts from an empty cache. Target: <= 1.5 at N = 50. Each row is measured in a fresh process,
+both sides alternately, as a user's process runs one sampler (in one process for all rows, the
+earlier solvers' heap leaves later rows about 10 % slower on our side, which keeps every output).
 
-    python bench/schedulers.py [--steps 50] [--repeat 25] [--shape 1 4 64 64]
+    python bench/schedulers.py [--steps 50] [--repeat 25] [--shape 1 4 64 64] [--solvers ddim euler]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 
@@ -105,31 +108,48 @@ def paired_medians_ms(fn_a, fn_b, repeat: int) -> tuple[float, float]:
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def measure(solver: str, steps: int, shape: tuple[int, ...], repeat: int) -> None:
+    """Print one row: ``solver`` at N = ``steps``, ours and diffusers alternately."""
+    registry = NodeRegistry([*default_registry(), PrecomputedOutput])
+    MODEL_OUTPUTS[:] = [torch.randn(shape, generator=torch.Generator().manual_seed(100 + i)) * 0.5
+                        for i in range(steps)]
+    graph, last = graph_for(solver, steps, shape)
+
+    def ours() -> torch.Tensor:
+        ex = Executor(device="cpu", registry=registry)  # cold: nothing cached
+        return ex.run(graph, targets=[last]).outputs[last][0]["samples"]
+
+    def theirs() -> torch.Tensor:
+        return oracle_loop(solver, steps, shape)
+
+    diff = (ours() - theirs()).abs().max().item()
+    t_ours, t_ref = paired_medians_ms(ours, theirs, repeat)
+    print(f"{solver:<16}{steps:>4}{t_ours:>10.2f}{t_ref:>14.2f}{t_ours / t_ref:>8.2f}{diff:>12.1e}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--shape", type=int, nargs=4, default=[1, 4, 64, 64], help="default: SD at 512 px")
+    parser.add_argument("--solvers", nargs="+", choices=list(ORACLES), default=list(ORACLES))
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure every row in this process (default: a fresh process per row, so "
+                             "one solver's heap does not shape the timings of the next)")
+    parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)  # a child: one row, no header
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
     settle_heap()  # as `latentgraph run` and `latentgraph serve` do at start-up
-    registry = NodeRegistry([*default_registry(), PrecomputedOutput])
-    print(f"torch threads: {torch.get_num_threads()}, latent {shape}")
-    print(f"{'solver':<16}{'N':>4}{'ours ms':>10}{'diffusers ms':>14}{'ratio':>8}{'max |diff|':>12}")
+    if not args.row:
+        print(f"torch threads: {torch.get_num_threads()}, latent {shape}")
+        print(f"{'solver':<16}{'N':>4}{'ours ms':>10}{'diffusers ms':>14}{'ratio':>8}{'max |diff|':>12}", flush=True)
     for steps in args.steps:
-        MODEL_OUTPUTS[:] = [torch.randn(shape, generator=torch.Generator().manual_seed(100 + i)) * 0.5
-                            for i in range(steps)]
-        for solver in ORACLES:
-            graph, last = graph_for(solver, steps, shape)
-
-            def ours(graph=graph, last=last):
-                ex = Executor(device="cpu", registry=registry)  # cold: nothing cached
-                return ex.run(graph, targets=[last]).outputs[last][0]["samples"]
-
-            diff = (ours() - oracle_loop(solver, steps, shape)).abs().max().item()
-            t_ours, t_ref = paired_medians_ms(
-                ours, lambda solver=solver, steps=steps: oracle_loop(solver, steps, shape), args.repeat)
-            print(f"{solver:<16}{steps:>4}{t_ours:>10.2f}{t_ref:>14.2f}{t_ours / t_ref:>8.2f}{diff:>12.1e}")
+        for solver in args.solvers:
+            if args.in_process or args.row:
+                measure(solver, steps, shape, args.repeat)
+                continue
+            subprocess.run([sys.executable, __file__, "--row", "--solvers", solver, "--steps", str(steps),
+                            "--repeat", str(args.repeat), "--shape", *map(str, shape)], check=True)
     return 0
 
 

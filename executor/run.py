@@ -54,7 +54,12 @@ class RunResult:
     cached: list[str]
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def _canonical(value: Any) -> Any:
+    if type(value) in _SCALARS:  # nearly every literal
+        return value
     if isinstance(value, list | tuple):
         return tuple(_canonical(v) for v in value)
     if isinstance(value, dict):
@@ -63,10 +68,15 @@ def _canonical(value: Any) -> Any:
 
 
 def signature(node: GraphNode, sigs: Mapping[str, str], fingerprint: Any = None) -> str:
-    literals = tuple(sorted((k, _canonical(v)) for k, v in node.literals.items()))
-    links = tuple(sorted((k, sigs[src], i) for k, (src, i) in node.links.items()))
-    key = (node.cls.class_type, node.cls.version, literals, links, fingerprint)
-    return hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    """One line per part: class and version, each literal (`name=repr`), each link
+    (`name<parent signature:output`), the file fingerprint. A repr never holds a raw newline,
+    so the text is unambiguous."""
+    parts = [node.cls.class_type, node.cls.version]
+    parts += [f"{name}={_canonical(value)!r}" for name, value in sorted(node.literals.items())]
+    parts += [f"{name}<{sigs[src]}:{index}" for name, (src, index) in sorted(node.links.items())]
+    if fingerprint is not None:
+        parts.append(repr(fingerprint))
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
 @dataclass
