@@ -1,14 +1,16 @@
 """Pieces every shapes trainer shares: EMA weights, the learning-rate schedule, autocast,
-atomic checkpoints, sample grids."""
+atomic checkpoints, sample grids, and the command line built from the config dataclasses."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict
+from dataclasses import MISSING, Field, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,67 @@ import torch
 from PIL import Image
 
 from .shapes import NUM_CLASSES
+
+_SCALAR_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _field_default(f: Field) -> Any:
+    # The declared default, not an instance's: __post_init__ may derive values (batch from device).
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def _add_options(
+    parser: argparse.ArgumentParser, config_cls: type, help: Mapping[str, str],
+    choices: Mapping[str, Sequence[str]],
+) -> None:
+    for f in fields(config_cls):
+        default = _field_default(f)
+        if is_dataclass(default):
+            _add_options(parser, type(default), help, choices)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help.get(f.name))
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=lambda text: tuple(int(v) for v in text.split(",")),
+                                default=default, help=help.get(f.name, "comma-separated"))
+        else:
+            parser.add_argument(flag, type=_SCALAR_TYPES[f.type], default=default, choices=choices.get(f.name),
+                                help=help.get(f.name))
+
+
+def _build(config_cls: type, values: argparse.Namespace) -> Any:
+    kwargs = {}
+    for f in fields(config_cls):
+        default = _field_default(f)
+        kwargs[f.name] = _build(type(default), values) if is_dataclass(default) else getattr(values, f.name)
+    return config_cls(**kwargs)
+
+
+def parse_config(
+    config_cls: type, argv: Sequence[str] | None, description: str, *,
+    help: Mapping[str, str] | None = None, choices: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
+    """A trainer's config from its command line: one ``--option`` per field of the (nested)
+    config dataclasses, defaulting to the declared defaults; tuples are comma-separated ints."""
+    parser = argparse.ArgumentParser(description=description)
+    _add_options(parser, config_cls, help or {}, {"device": ("cpu", "cuda"), **(choices or {})})
+    return _build(config_cls, parser.parse_args(argv))
+
+
+def train(trainer_cls: type, cfg: Any) -> Path | None:
+    """Run a diffusers/transformers trainer with the libraries' progress noise off and TF32
+    matmuls on CUDA; returns what its run() does (the export, or None when stopped early)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    if cfg.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return trainer_cls(cfg).run()
 
 
 def param_count(*modules: torch.nn.Module) -> int:

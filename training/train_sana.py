@@ -42,7 +42,6 @@ GPU:        python -m latentgraph.training.train_sana --out /tmp/shapes_sana --d
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,9 +56,7 @@ from diffusers import (
     SanaPipeline,
     SanaTransformer2DModel,
 )
-from diffusers.utils import logging as diffusers_logging
 from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
-from transformers.utils import logging as transformers_logging
 
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH
 from .checker import check
@@ -70,7 +67,9 @@ from .common import (
     autocast,
     lr_at,
     param_count,
+    parse_config,
     save_grid,
+    train,
 )
 from .sana_tokenizer import build_tokenizer
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
@@ -577,73 +576,20 @@ class Trainer(ResumableTrainer):
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description="Train the tiny SANA-family shapes model.")
-    p.add_argument("--out", default=d.out, help="exported SanaPipeline folder")
-    p.add_argument("--ckpt-dir", default=d.ckpt_dir, help="checkpoints (default <out>.ckpt)")
-    p.add_argument("--device", default=d.device, choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--vae-steps", type=int, default=d.vae_steps, help="DC-AE steps")
-    p.add_argument("--steps", type=int, default=d.steps, help="DiT/text-encoder steps")
-    p.add_argument("--batch", type=int, default=0, help="default 512 on cuda, 64 on cpu")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--vae-lr", type=float, default=d.vae_lr)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--latent-weight", type=float, default=d.latent_weight)
-    p.add_argument("--cfg-drop", type=float, default=d.cfg_drop)
-    p.add_argument("--instruction-frac", type=float, default=d.instruction_frac,
-                   help="share of captions encoded with the complex human instruction")  # fmt: skip
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--pool", type=int, default=d.pool, help="distinct training images")
-    p.add_argument("--workers", type=int, default=d.workers, help="processes rendering the pool")
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--eval-samples", type=int, default=d.eval_samples)
-    p.add_argument(
-        "--eval-steps", type=int, default=d.eval_steps, help="DPM-Solver steps of samples"
-    )
-    p.add_argument("--stop-after", type=int, default=0, help="stop (resumably) after N steps")
-    m = ModelConfig()
-    p.add_argument("--size", type=int, default=m.size)
-    p.add_argument("--vae-channels", default=",".join(map(str, m.vae_channels)))
-    p.add_argument("--latent-channels", type=int, default=m.latent_channels)
-    p.add_argument("--dit-width", type=int, default=m.dit_width, help="a multiple of 32")
-    p.add_argument("--dit-layers", type=int, default=m.dit_layers)
-    p.add_argument("--text-hidden", type=int, default=m.text_hidden)
-    p.add_argument("--text-layers", type=int, default=m.text_layers)
-    p.add_argument("--flow-shift", type=float, default=m.flow_shift)
-    p.add_argument("--timesteps", default=m.timesteps, choices=["logit_normal", "uniform"])
-    a = p.parse_args(argv)
-    model = ModelConfig(
-        size=a.size,
-        vae_channels=tuple(int(c) for c in a.vae_channels.split(",")),
-        latent_channels=a.latent_channels,
-        dit_width=a.dit_width,
-        dit_layers=a.dit_layers,
-        text_hidden=a.text_hidden,
-        text_layers=a.text_layers,
-        flow_shift=a.flow_shift,
-        timesteps=a.timesteps,
-    )
-    return TrainConfig(
-        out=a.out, ckpt_dir=a.ckpt_dir, device=a.device, seed=a.seed, vae_steps=a.vae_steps, steps=a.steps,
-        batch=a.batch, lr=a.lr, vae_lr=a.vae_lr, warmup=a.warmup, latent_weight=a.latent_weight,
-        cfg_drop=a.cfg_drop, instruction_frac=a.instruction_frac, ema_decay=a.ema_decay, pool=a.pool,
-        workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every, eval_every=a.eval_every,
-        eval_samples=a.eval_samples, eval_steps=a.eval_steps, stop_after=a.stop_after, model=model,
+    return parse_config(
+        TrainConfig, argv, "Train the tiny SANA-family shapes model.",
+        help={"out": "exported SanaPipeline folder", "ckpt_dir": "checkpoints (default <out>.ckpt)",
+              "vae_steps": "DC-AE steps", "steps": "DiT/text-encoder steps", "batch": "0: 512 on cuda, 64 on cpu",
+              "instruction_frac": "share of captions encoded with the complex human instruction",
+              "pool": "distinct training images", "workers": "processes rendering the pool",
+              "eval_steps": "DPM-Solver steps of samples", "stop_after": "stop (resumably) after N steps",
+              "dit_width": "a multiple of 32"},
+        choices={"timesteps": ("logit_normal", "uniform")},
     )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Path | None:
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    cfg = parse_args(argv)
-    if cfg.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return Trainer(cfg).run()
+    return train(Trainer, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ GPU full:   python -m latentgraph.training.train_sd --out models/shapes_sd --dev
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,9 +38,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-from transformers.utils import logging as transformers_logging
 
 from .checker import check
 from .common import (
@@ -51,7 +48,9 @@ from .common import (
     autocast,
     lr_at,
     param_count,
+    parse_config,
     save_grid,
+    train,
 )
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
@@ -473,62 +472,19 @@ class Trainer(ResumableTrainer):
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description="Train the tiny SD-family shapes model.")
-    p.add_argument("--out", default=d.out, help="exported StableDiffusionPipeline folder")
-    p.add_argument("--ckpt-dir", default=d.ckpt_dir, help="checkpoints (default <out>.ckpt)")
-    p.add_argument("--device", default=d.device, choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--vae-steps", type=int, default=d.vae_steps)
-    p.add_argument("--steps", type=int, default=d.steps, help="UNet/text-encoder steps")
-    p.add_argument("--batch", type=int, default=0, help="default 512 on cuda, 64 on cpu")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--vae-lr", type=float, default=d.vae_lr)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--pool", type=int, default=d.pool, help="distinct training images")
-    p.add_argument("--workers", type=int, default=d.workers, help="processes rendering the pool")
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--eval-samples", type=int, default=d.eval_samples)
-    p.add_argument("--eval-steps", type=int, default=d.eval_steps, help="DDIM steps of samples")
-    p.add_argument("--stop-after", type=int, default=0, help="stop (resumably) after N steps")
-    m = ModelConfig()
-    p.add_argument("--size", type=int, default=m.size)
-    p.add_argument("--unet-channels", default=",".join(map(str, m.unet_channels)))
-    p.add_argument("--vae-channels", default=",".join(map(str, m.vae_channels)))
-    p.add_argument("--text-hidden", type=int, default=m.text_hidden)
-    p.add_argument("--text-layers", type=int, default=m.text_layers)
-    p.add_argument("--prediction", default=m.prediction_type, choices=["v_prediction", "epsilon"])
-    p.add_argument("--no-zero-snr", action="store_true", help="plain scaled-linear schedule")
-    a = p.parse_args(argv)
-    model = ModelConfig(
-        size=a.size,
-        unet_channels=tuple(int(c) for c in a.unet_channels.split(",")),
-        vae_channels=tuple(int(c) for c in a.vae_channels.split(",")),
-        text_hidden=a.text_hidden,
-        text_layers=a.text_layers,
-        prediction_type=a.prediction,
-        zero_snr=not a.no_zero_snr,
-    )
-    return TrainConfig(
-        out=a.out, ckpt_dir=a.ckpt_dir, device=a.device, seed=a.seed, vae_steps=a.vae_steps, steps=a.steps,
-        batch=a.batch, lr=a.lr, vae_lr=a.vae_lr, warmup=a.warmup, ema_decay=a.ema_decay, pool=a.pool,
-        workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every, eval_every=a.eval_every,
-        eval_samples=a.eval_samples, eval_steps=a.eval_steps, stop_after=a.stop_after, model=model,
+    return parse_config(
+        TrainConfig, argv, "Train the tiny SD-family shapes model.",
+        help={"out": "exported StableDiffusionPipeline folder", "ckpt_dir": "checkpoints (default <out>.ckpt)",
+              "steps": "UNet/text-encoder steps", "batch": "0: 512 on cuda, 64 on cpu",
+              "pool": "distinct training images", "workers": "processes rendering the pool",
+              "eval_steps": "DDIM steps of samples", "stop_after": "stop (resumably) after N steps",
+              "zero_snr": "zero-terminal-SNR schedule (--no-zero-snr: plain scaled-linear)"},
+        choices={"prediction_type": ("v_prediction", "epsilon")},
     )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Path | None:
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    cfg = parse_args(argv)
-    if cfg.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return Trainer(cfg).run()
+    return train(Trainer, parse_args(argv))
 
 
 if __name__ == "__main__":
