@@ -58,7 +58,7 @@ from diffusers import (
 )
 from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 
-from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH
+from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
 from .checker import check
 from .common import (
     EMA,
@@ -241,28 +241,6 @@ def make_pipeline(
 # --------------------------------------------------------------------------- text conditioning
 
 
-def tokenize(
-    tokenizer: GemmaTokenizer, texts: list[str], instruction: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ids, attention mask) exactly as SanaPipeline._get_gemma_prompt_embeds makes them."""
-    tokenizer.padding_side = "right"
-    texts = [t.lower().strip() for t in texts]
-    max_length = MAX_SEQUENCE_LENGTH
-    if instruction:
-        chi = "\n".join(COMPLEX_HUMAN_INSTRUCTION)
-        texts = [chi + t for t in texts]
-        max_length = len(tokenizer.encode(chi)) + MAX_SEQUENCE_LENGTH - 2
-    tokens = tokenizer(
-        texts,
-        padding="max_length",
-        max_length=max_length,
-        truncation=True,
-        add_special_tokens=True,
-        return_tensors="pt",
-    )
-    return tokens.input_ids, tokens.attention_mask
-
-
 @dataclass(frozen=True)
 class PromptGroup:
     """Tokenised prompts cut after their longest real token (Gemma is causal and they are
@@ -287,9 +265,9 @@ def prompt_table(tokenizer: GemmaTokenizer) -> list[PromptGroup]:
     """The conditioning rows: captions with the instruction (rows 0..23), without (PLAIN + class),
     and the empty negative prompt (EMPTY), which the pipeline encodes without the instruction."""
     return [
-        PromptGroup.of(*tokenize(tokenizer, list(CAPTIONS), instruction=True)),
-        PromptGroup.of(*tokenize(tokenizer, list(CAPTIONS), instruction=False)),
-        PromptGroup.of(*tokenize(tokenizer, [""], instruction=False)),
+        PromptGroup.of(*gemma_tokens(tokenizer, list(CAPTIONS), instruction=True)),
+        PromptGroup.of(*gemma_tokens(tokenizer, list(CAPTIONS), instruction=False)),
+        PromptGroup.of(*gemma_tokens(tokenizer, [""], instruction=False)),
     ]
 
 

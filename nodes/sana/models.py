@@ -26,11 +26,32 @@ COMPLEX_HUMAN_INSTRUCTION = (
 MAX_SEQUENCE_LENGTH = 300
 
 
+def gemma_tokens(tokenizer: Any, texts: list[str], instruction: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask) as SanaPipeline._get_gemma_prompt_embeds makes them: prompts
+    lower-cased and stripped, the complex human instruction prepended when asked, right-padded to
+    300 tokens plus the instruction's length."""
+    tokenizer.padding_side = "right"
+    texts = [t.lower().strip() for t in texts]
+    max_length = MAX_SEQUENCE_LENGTH
+    if instruction:
+        chi = "\n".join(COMPLEX_HUMAN_INSTRUCTION)
+        texts = [chi + t for t in texts]
+        max_length += len(tokenizer.encode(chi)) - 2
+    tokens = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_tensors="pt",
+    )
+    return tokens.input_ids, tokens.attention_mask
+
+
 class GemmaTextEncoder(TextEncoder):
-    """Gemma-2 as SanaPipeline.encode_prompt uses it (SANA paper, section 3.1): prompts lower-cased
-    and stripped, the instruction prepended, right-padded to 300 tokens (plus the instruction's
-    length), the last hidden state, then the BOS token and the last 299 positions kept, with the
-    attention mask for the DiT's cross-attention."""
+    """Gemma-2 as SanaPipeline.encode_prompt uses it (SANA paper, section 3.1): the tokens of
+    `gemma_tokens`, the last hidden state, then the BOS token and the last 299 positions kept,
+    with the attention mask for the DiT's cross-attention."""
 
     family = "sana"
     _modules = ("model",)
@@ -38,27 +59,13 @@ class GemmaTextEncoder(TextEncoder):
     def __init__(self, model: torch.nn.Module, tokenizer: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "right"
 
     def encode(self, texts: list[str], instruction: bool = True) -> TextEmbeds:
-        texts = [t.lower().strip() for t in texts]
-        max_length = MAX_SEQUENCE_LENGTH
-        if instruction:
-            chi = "\n".join(COMPLEX_HUMAN_INSTRUCTION)
-            texts = [chi + t for t in texts]
-            max_length += len(self.tokenizer.encode(chi)) - 2
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
+        input_ids, attention_mask = gemma_tokens(self.tokenizer, texts, instruction)
         device, dtype = self.placement
-        mask = tokens.attention_mask.to(device)
+        mask = attention_mask.to(device)
         with torch.no_grad():
-            hidden = self.model(tokens.input_ids.to(device), attention_mask=mask)[0].to(dtype)
+            hidden = self.model(input_ids.to(device), attention_mask=mask)[0].to(dtype)
         keep = [0, *range(-MAX_SEQUENCE_LENGTH + 1, 0)]
         return TextEmbeds(hidden[:, keep], mask[:, keep])
 
