@@ -46,7 +46,7 @@ def _predict_x0(
     sample: torch.Tensor, model_output: torch.Tensor, plan: SamplingPlan, index: int
 ) -> torch.Tensor:
     """The data prediction x_theta(x_t, t) that DPM-Solver++ integrates, from the model output."""
-    sigma = plan.sigmas[index]
+    sigma = plan.sigma_levels[index]
     prediction_type = plan.schedule.prediction_type
     if prediction_type == "flow_prediction":
         return sample - sigma * model_output
@@ -61,8 +61,8 @@ def _first_order_update(
 ) -> torch.Tensor:
     """First-order step, the first line of Alg. 2 (DDIM in data prediction):
     x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0, h = lambda_t - lambda_s."""
-    alpha_t, sigma_t = _alpha_sigma(plan, plan.sigmas[index + 1])
-    alpha_s, sigma_s = _alpha_sigma(plan, plan.sigmas[index])
+    alpha_t, sigma_t = _alpha_sigma(plan, plan.sigma_levels[index + 1])
+    alpha_s, sigma_s = _alpha_sigma(plan, plan.sigma_levels[index])
     h = _log_snr(alpha_t, sigma_t) - _log_snr(alpha_s, sigma_s)
     return (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * denoised
 
@@ -77,9 +77,9 @@ def _second_order_update(
     """Alg. 2 multistep update: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D with
     D = (1 + 1/(2r)) m_i - 1/(2r) m_{i-1}, r = h_{i-1} / h_i, evaluated as D0 + D1 / 2 with
     D0 = m_i and D1 = (m_i - m_{i-1}) / r (diffusers' "midpoint" form)."""
-    alpha_t, sigma_t = _alpha_sigma(plan, plan.sigmas[index + 1])
-    alpha_s0, sigma_s0 = _alpha_sigma(plan, plan.sigmas[index])
-    alpha_s1, sigma_s1 = _alpha_sigma(plan, plan.sigmas[index - 1])
+    alpha_t, sigma_t = _alpha_sigma(plan, plan.sigma_levels[index + 1])
+    alpha_s0, sigma_s0 = _alpha_sigma(plan, plan.sigma_levels[index])
+    alpha_s1, sigma_s1 = _alpha_sigma(plan, plan.sigma_levels[index - 1])
     lambda_t = _log_snr(alpha_t, sigma_t)
     lambda_s0 = _log_snr(alpha_s0, sigma_s0)
     lambda_s1 = _log_snr(alpha_s1, sigma_s1)
@@ -100,7 +100,7 @@ def _last_step_is_first_order(plan: SamplingPlan, index: int, lower_order_final:
     # A step to sigma = 0 has h = inf, where the second-order term is inf * 0: always first order.
     # Otherwise short plans take a first-order last step for stability (diffusers'
     # lower_order_final, judged on the full plan length as diffusers does for img2img too).
-    ends_at_zero = bool(plan.sigmas[-1] == 0)
+    ends_at_zero = bool(plan.sigma_levels[-1] == 0)
     short_plan = plan.num_inference_steps < LOWER_ORDER_FINAL_MAX_STEPS
     return ends_at_zero or (lower_order_final and short_plan)
 

@@ -35,11 +35,11 @@ def euler_step(
     The update runs in float32 and is cast back to the model output's dtype, as diffusers does.
     """
     index = check_step_call("euler_step", ("euler",), sample, model_output, plan, step_index)
-    sigma, sigma_next = plan.sigmas[index], plan.sigmas[index + 1]
+    sigma = plan.sigma_levels[index]
     sample = sample.to(torch.float32)
     denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
     derivative = (sample - denoised) / sigma
-    prev_sample = sample + derivative * (sigma_next - sigma)
+    prev_sample = sample + derivative * plan.sigma_deltas[index]
     return prev_sample.to(model_output.dtype), denoised
 
 
@@ -60,7 +60,7 @@ def euler_ancestral_step(
     index = check_step_call(
         "euler_ancestral_step", ("euler_ancestral",), sample, model_output, plan, step_index
     )
-    sigma, sigma_next = plan.sigmas[index], plan.sigmas[index + 1]
+    sigma, sigma_next = plan.sigma_levels[index], plan.sigma_levels[index + 1]
     sample = sample.to(torch.float32)
     denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
 
@@ -83,8 +83,7 @@ def flow_euler_step(
     index = check_step_call(
         "flow_euler_step", ("flow_euler",), sample, model_output, plan, step_index
     )
-    sigma, sigma_next = plan.sigmas[index], plan.sigmas[index + 1]
     sample = sample.to(torch.float32)
-    prev_sample = sample + (sigma_next - sigma) * model_output
-    denoised = sample - sigma * model_output
+    prev_sample = sample + plan.sigma_deltas[index] * model_output
+    denoised = sample - plan.sigma_levels[index] * model_output
     return prev_sample.to(model_output.dtype), denoised

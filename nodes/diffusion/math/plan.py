@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, get_args
 
 import numpy as np
@@ -55,7 +56,47 @@ class SamplingPlan:
     alpha_bars_prev: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return len(self.timesteps)
+        return self.num_steps
+
+    # Per-step lookups, built once per plan: a step reads them from a tuple instead of indexing
+    # and subtracting tensors (about 3 us a step, a fifth of a cheap solver's update).
+
+    @cached_property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+    @cached_property
+    def sigma_levels(self) -> tuple[torch.Tensor, ...]:
+        """`sigmas` as 0-d tensors: `sigma_levels[i]` is `sigmas[i]`."""
+        return self.sigmas.unbind(0)
+
+    @cached_property
+    def sigma_deltas(self) -> tuple[torch.Tensor, ...]:
+        """`sigmas[i + 1] - sigmas[i]` per step, as 0-d float32 tensors; a difference of two
+        float32 values rounds the same elementwise as alone, so it equals diffusers' `dt`."""
+        return (self.sigmas[1:] - self.sigmas[:-1]).unbind(0)
+
+    def timestep_on(self, index: int, device: torch.device) -> torch.Tensor:
+        """`timesteps[index]` on `device`. The whole table moves once per plan and device: a
+        0-d tensor copied from pageable host memory to a GPU at every step would wait for the
+        GPU to finish the previous step first (a stream sync), so the next network call could
+        not be queued while one runs. diffusers keeps its timesteps on the device for this."""
+        if device.type == "cpu":
+            return self.timesteps[index]
+        table = self._timesteps_by_device.get(device)
+        if table is None:
+            table = self._timesteps_by_device[device] = self.timesteps.to(device).unbind(0)
+        return table[index]
+
+    @cached_property
+    def _timesteps_by_device(self) -> dict[torch.device, tuple[torch.Tensor, ...]]:
+        return {}
+
+    @cached_property
+    def _alpha_bar_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        if self.alpha_bars is None or self.alpha_bars_prev is None:
+            raise ValueError(f"a {self.solver!r} plan has no alpha_bar tables; only ddpm/ddim do")
+        return tuple(zip(self.alpha_bars.unbind(0), self.alpha_bars_prev.unbind(0), strict=True))
 
     @property
     def start_timestep(self) -> torch.Tensor:
@@ -69,9 +110,7 @@ class SamplingPlan:
 
     def alpha_bar_step(self, step_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_bar at step `step_index`, alpha_bar the step moves to); ddpm/ddim plans only."""
-        if self.alpha_bars is None or self.alpha_bars_prev is None:
-            raise ValueError(f"a {self.solver!r} plan has no alpha_bar tables; only ddpm/ddim do")
-        return self.alpha_bars[step_index], self.alpha_bars_prev[step_index]
+        return self._alpha_bar_pairs[step_index]
 
 
 def make_plan(
