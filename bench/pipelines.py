@@ -18,7 +18,11 @@ the 28-layer 1152-wide DiT, DC-AE f32c32) at 1024 px, built on the device, saved
 folders and loaded by both sides in half precision (fp16 for SD, bf16 for SANA, as our loaders
 and the pipelines' model cards choose). Peak memory is then the CUDA allocator's peak growth.
 
-    python bench/pipelines.py --full --device cuda [--steps 20] [--repeat 5]
+    python bench/pipelines.py --full --device cuda [--steps 20] [--repeat 5] [--sync-check]
+
+``--sync-check`` (CUDA) first runs each case once per side under torch's sync debug mode and
+lists where the host waited for the GPU: a wait inside the sampling loop keeps the next network
+call from being queued while one runs.
 """
 
 from __future__ import annotations
@@ -312,6 +316,31 @@ def run_case(case: dict[str, Any], executor: Any, repeat: int, device: torch.dev
     return out
 
 
+def sync_points(case: dict[str, Any], executor: Any) -> None:
+    """Print, per side, how often and where one run made the host wait for the GPU."""
+    import collections
+    import warnings
+
+    sides = {
+        "pipeline": lambda: case["pipe"](7),
+        "ours": lambda: executor.run(graph_for(case, 7), [case["out"]]),
+    }
+    for side, fn in sides.items():
+        executor.cache.clear(models=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                fn()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        places = collections.Counter(
+            f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)
+        )
+        where = ", ".join(f"{place} x{n}" for place, n in places.most_common(6)) or "-"
+        print(f"  syncs, {case['name']}, {side}: {sum(places.values())} ({where})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -322,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--full", action="store_true", help="SD 1.5 and SANA-600M sized random models")
+    parser.add_argument("--sync-check", action="store_true", help="list host-device syncs per run (CUDA)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -352,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         mb = 1 << 20
         for case in cases(root, args.steps, sizes, device):
+            if args.sync_check and device.type == "cuda":
+                sync_points(case, executor)
             r = run_case(case, executor, args.repeat, device)
             print(
                 f"{case['name']:<22}{r['pipe_wall'] * 1e3:>9.1f}{r['fresh_wall'] * 1e3:>8.1f}"

@@ -38,7 +38,9 @@ class Denoise(Node):
         if not 0 <= x.step < len(x.plan):
             raise InputError("step", f"step {x.step} is outside the plan's {len(x.plan)} steps")
         try:
-            cond, uncond = x.denoiser.predict(sample, x.plan.timesteps[x.step], x.positive, x.negative)
+            cond, uncond = x.denoiser.predict(
+                sample, x.plan.timestep_on(x.step, sample.device), x.positive, x.negative
+            )
         except ValueError as err:
             raise InputError("negative" if "negative" in str(err) else "positive", str(err)) from None
         return self.Out(cond={"samples": cond}, uncond={"samples": cond if uncond is None else uncond})

@@ -73,11 +73,10 @@ def kl_vae_folder(folder: Path, device: torch.device) -> KLAutoencoder:
 def _kl_vae(
     cls: type, config: dict, weights: dict, source: str, device: torch.device
 ) -> KLAutoencoder:
-    # A VAE that diffusers marks `force_upcast` overflows in fp16: decode it in fp32 and hand
-    # latents back in the U-Net's dtype.
+    # In the U-Net's dtype, as StableDiffusionPipeline runs it (it does not read `force_upcast`,
+    # which only SDXL's pipelines honour); KLAutoencoder redoes a non-finite result in fp32.
     dtype = model_dtype(device)
-    vae_dtype = torch.float32 if config.get("force_upcast", True) else dtype
-    vae = diffusers_model(cls, config, weights, source, device, vae_dtype)
+    vae = diffusers_model(cls, config, weights, source, device, dtype)
     return KLAutoencoder(vae, latent_dtype=dtype)
 
 

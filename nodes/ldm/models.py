@@ -3,6 +3,7 @@ diffusers modules the way StableDiffusion(Img2Img)Pipeline does."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -59,16 +60,39 @@ class KLAutoencoder(Autoencoder):
     def encode(
         self, pixels: torch.Tensor, generator: torch.Generator | None, sample: bool = True
     ) -> torch.Tensor:
+        device, dtype = self.placement
         with torch.no_grad():
-            posterior = self.vae.encode(pixels.to(*self.placement)).latent_dist
+            posterior = self.vae.encode(pixels.to(device, dtype)).latent_dist
+            if not _finite(posterior.parameters):
+                posterior = self._in_fp32().encode(pixels.to(device, torch.float32)).latent_dist
             # DiagonalGaussianDistribution.sample draws randn(mean.shape) from the generator, as
             # the img2img pipeline's retrieve_latents does, before the pipeline draws its noise.
             z = posterior.sample(generator) if sample else posterior.mode()
         return (self.scaling_factor * z).to(self.latent_dtype)
 
     def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
-        z = latents.to(*self.placement) / self.scaling_factor
+        device, dtype = self.placement
         with torch.no_grad():
-            if tiled:
-                return self.vae.tiled_decode(z, return_dict=False)[0]
-            return self.vae.decode(z, return_dict=False)[0]
+            image = _decode(self.vae, latents.to(device, dtype) / self.scaling_factor, tiled)
+            if not _finite(image):
+                z = latents.to(device, torch.float32) / self.scaling_factor
+                image = _decode(self._in_fp32(), z, tiled)
+        return image
+
+    def _in_fp32(self) -> Any:
+        """A float32 copy of the VAE, for the rare half-precision result that overflowed (SD
+        VAEs can, on some latents; the web UIs retry in fp32 the same way). Not kept: it is
+        needed once in a long while, and keeping it would double the VAE's memory."""
+        return copy.deepcopy(self.vae).float()
+
+
+def _decode(vae: Any, z: torch.Tensor, tiled: bool) -> torch.Tensor:
+    if tiled:
+        return vae.tiled_decode(z, return_dict=False)[0]
+    return vae.decode(z, return_dict=False)[0]
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """fp32 results count as final; a half-precision one must be free of inf and NaN (one
+    device sync, at the end of the encode or decode)."""
+    return tensor.dtype == torch.float32 or bool(torch.isfinite(tensor).all())

@@ -236,3 +236,40 @@ def test_models_follow_the_model_tier_between_devices(reference):
         before = probe(part, kind)
         assert part.to("cpu") is part and part.placement[0].type == "cpu"
         assert torch.equal(probe(part, kind), before)
+
+
+def test_half_precision_overflow_is_redone_in_fp32(reference, monkeypatch):
+    """A half-precision VAE whose output overflows: the result comes from an fp32 copy instead,
+    equal to what that VAE makes in fp32; the half-precision VAE itself is left as it was."""
+    import copy
+
+    from diffusers import AutoencoderKL
+    from latentgraph.nodes.ldm.models import KLAutoencoder
+
+    half = KLAutoencoder(copy.deepcopy(reference["autoencoder"].vae).to(torch.bfloat16), torch.float32)
+    fp32 = KLAutoencoder(copy.deepcopy(half.vae).float(), torch.float32)  # the same (rounded) weights
+    real_encode = AutoencoderKL.encode
+
+    def overflowing(decode):
+        def wrapped(self, z, *args, **kwargs):
+            out = decode(self, z, *args, **kwargs)
+            return (out[0].fill_(float("inf")),) if z.dtype != torch.float32 else out
+
+        return wrapped
+
+    def overflowing_encode(self, x, *args, **kwargs):
+        out = real_encode(self, x, *args, **kwargs)
+        if x.dtype != torch.float32:
+            out.latent_dist.parameters.fill_(float("nan"))
+        return out
+
+    for name in ("decode", "tiled_decode"):
+        monkeypatch.setattr(AutoencoderKL, name, overflowing(getattr(AutoencoderKL, name)))
+    monkeypatch.setattr(AutoencoderKL, "encode", overflowing_encode)
+    gen = torch.Generator().manual_seed(0)
+    latent = torch.randn(1, 4, 8, 8, generator=gen)
+    pixels = torch.rand(1, 3, 16, 16, generator=gen) * 2 - 1
+    assert torch.equal(half.decode(latent), fp32.decode(latent))
+    assert torch.equal(half.decode(latent, tiled=True), fp32.decode(latent, tiled=True))
+    assert torch.equal(half.encode(pixels, None, sample=False), fp32.encode(pixels, None, sample=False))
+    assert next(half.vae.parameters()).dtype == torch.bfloat16
