@@ -311,10 +311,11 @@ class OutputCache:
         return entry
 
     def put(self, key: str, entry: Entry) -> None:
-        if any(is_model(v) for v in entry.outputs):
-            self._put_model(key, entry)
-        else:
-            self.values.put(key, entry, entry_bytes(entry))
+        for value in entry.outputs:
+            if is_model(value):
+                self._put_model(key, entry)
+                return
+        self.values.put(key, entry, entry_bytes(entry))
 
     def persist(self, key: str, entry: Entry) -> bool:
         return self.disk.put(key, entry) if self.disk is not None else False

@@ -304,7 +304,8 @@ class Executor:
         spec = node.cls.spec
         run.state.extra.update(node_id=node.id, class_type=spec.class_type)
         display = node.id.split(".", 1)[0]
-        self._emit(run, "executing", {"node": node.id, "display_node": display})
+        run.state.emit(Event("executing", {"node": node.id, "display_node": display,
+                                           "prompt_id": run.state.prompt_id}))
         kwargs = dict(node.literals)
         for name, (src, index) in node.links.items():
             kwargs[name] = run.values[src].outputs[index]
@@ -312,7 +313,7 @@ class Executor:
         instance = node.cls(ctx)
         started = time.perf_counter()
         try:
-            result = instance.run(node.cls.In.model_construct(**kwargs))
+            result = instance.run(node.cls.In.from_validated(kwargs))
             if isinstance(result, Expand):
                 outputs = self._expand(node, result, run)
             else:
