@@ -143,3 +143,19 @@ def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
         "12.add0": {"class_type": "LG_TestAdd", "inputs": {"latent": ["4", 0], "amount": 2.0}},
         "12.add1": {"class_type": "LG_TestAdd", "inputs": {"latent": ["12.add0", 0], "amount": 2.0}},
     }
+
+
+def test_inputs_from_validated_values_equal_model_construct():
+    class Both(Inputs):
+        count: int = 1
+        name: str = "a"
+
+    fast = Both.from_validated({"count": 3, "name": "b"})
+    slow = Both.model_construct(count=3, name="b")
+    assert fast == slow and fast.model_fields_set == slow.model_fields_set == {"count", "name"}
+    assert fast.model_dump() == {"count": 3, "name": "b"}
+    with pytest.raises(Exception, match="frozen"):
+        fast.count = 4
+    # A value missing (a caller that did not fill defaults) takes model_construct's path.
+    partial = Both.from_validated({"count": 3})
+    assert partial.name == "a" and partial.model_fields_set == {"count"}
