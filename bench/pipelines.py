@@ -20,6 +20,9 @@ and the pipelines' model cards choose). Peak memory is then the CUDA allocator's
 
     python bench/pipelines.py --full --device cuda [--steps 20] [--repeat 5] [--sync-check]
 
+``--cuda-graphs`` (CUDA) adds a run of our graph with LG_CUDAGraphs before the sampler to each
+round (the network's forward replayed as a CUDA graph).
+
 ``--sync-check`` (CUDA) first runs each case once per side under torch's sync debug mode and
 lists where the host waited for the GPU: a wait inside the sampling loop keeps the next network
 call from being queued while one runs.
@@ -40,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from latentgraph.executor.run import settle_heap
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path[:0] = [str(TESTS / "ldm"), str(TESTS / "sana")]
@@ -267,7 +271,7 @@ def cases(root: Path, steps: int, sizes: dict[str, int], device: torch.device) -
     ]
 
 
-def graph_for(case: dict[str, Any], seed: int) -> dict[str, Any]:
+def graph_for(case: dict[str, Any], seed: int, cuda_graphs: bool = False) -> dict[str, Any]:
     import json
 
     graph = json.loads(
@@ -277,20 +281,32 @@ def graph_for(case: dict[str, Any], seed: int) -> dict[str, Any]:
         graph[node]["inputs"].update(inputs)
     for node in case["seed_node"]:
         graph[node]["inputs"]["seed"] = seed
+    if cuda_graphs:  # LG_CUDAGraphs between the loader and the sampler
+        sampler = next(v for v in graph.values() if v["class_type"] == "LG_Sampler")
+        graph["graphs"] = {"class_type": "LG_CUDAGraphs", "inputs": {"denoiser": sampler["inputs"]["denoiser"]}}
+        sampler["inputs"]["denoiser"] = ["graphs", 0]
     # Measure the image, not the PNG encoder: drop the save node.
     return {k: v for k, v in graph.items() if v["class_type"] != "LG_SaveImage"}
 
 
-def run_case(case: dict[str, Any], executor: Any, repeat: int, device: torch.device) -> dict[str, float]:
-    def ours(seed: int, fresh: bool) -> torch.Tensor:
+def run_case(
+    case: dict[str, Any], executor: Any, repeat: int, device: torch.device, cuda_graphs: bool = False
+) -> dict[str, float]:
+    def ours(seed: int, fresh: bool, graphed: bool = False) -> torch.Tensor:
         if fresh:
             executor.cache.clear(models=False)
-        result = executor.run(graph_for(case, seed), [case["out"]])
+        result = executor.run(graph_for(case, seed, graphed), [case["out"]])
         return result.outputs[case["out"]][0].permute(0, 3, 1, 2).float()
 
     ours(0, True), case["pipe"](0)  # warm-up: loading, first-call allocations
+    if cuda_graphs:
+        ours(0, True, graphed=True)  # records the graphs
+    # Both sides loaded: collect, then freeze what is alive out of the cyclic collector's passes
+    # (as `latentgraph run` does at start-up), so a full collection over the models and
+    # libraries of both sides does not land at random inside a timed run.
+    settle_heap()
     rows: dict[str, list[float]] = {}
-    diff = 0.0
+    diff = graphs_diff = 0.0
     for r in range(repeat):
         seed = 1000 + r
         # Rotate the order so that a neighbour's load on a shared machine hits every side alike.
@@ -299,20 +315,24 @@ def run_case(case: dict[str, Any], executor: Any, repeat: int, device: torch.dev
             ("fresh", lambda seed=seed: ours(seed, True)),
             ("reseed", lambda seed=seed: ours(seed + 500, False)),
         ]
-        runs = runs[r % 3 :] + runs[: r % 3]
+        if cuda_graphs:
+            runs.append(("graphs", lambda seed=seed: ours(seed, True, graphed=True)))
+        runs = runs[r % len(runs) :] + runs[: r % len(runs)]
         images = {}
         for name, fn in runs:
             images[name], seconds, cpu, peak = measured(fn, device)
             for key, value in (("wall", seconds), ("cpu", cpu), ("mem", peak)):
                 rows.setdefault(f"{name}_{key}", []).append(value)
         diff = max(diff, (images["fresh"] - images["pipe"].to(images["fresh"].device)).abs().max().item())
+        if cuda_graphs:
+            graphs_diff = max(graphs_diff, (images["graphs"] - images["fresh"]).abs().max().item())
     out = {k: statistics.median(v) for k, v in rows.items()}
     # Ratios of runs made back to back, then their median: robust to slow spells of the machine.
-    for name in ("fresh", "reseed"):
+    for name in ("fresh", "reseed", "graphs")[: 3 if cuda_graphs else 2]:
         for key in ("wall", "cpu"):
             pairs = zip(rows[f"{name}_{key}"], rows[f"pipe_{key}"], strict=True)
             out[f"{name}_{key}_ratio"] = statistics.median(a / b for a, b in pairs)
-    out["diff"] = diff
+    out["diff"], out["graphs_diff"] = diff, graphs_diff
     return out
 
 
@@ -352,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--full", action="store_true", help="SD 1.5 and SANA-600M sized random models")
     parser.add_argument("--sync-check", action="store_true", help="list host-device syncs per run (CUDA)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time our graphs with LG_CUDAGraphs before the sampler (CUDA)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -384,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases(root, args.steps, sizes, device):
             if args.sync_check and device.type == "cuda":
                 sync_points(case, executor)
-            r = run_case(case, executor, args.repeat, device)
+            graphs = args.cuda_graphs and device.type == "cuda"
+            r = run_case(case, executor, args.repeat, device, graphs)
             print(
                 f"{case['name']:<22}{r['pipe_wall'] * 1e3:>9.1f}{r['fresh_wall'] * 1e3:>8.1f}"
                 f"{r['fresh_wall_ratio']:>7.3f}{r['fresh_cpu_ratio']:>7.3f}"
@@ -392,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['pipe_mem'] / mb:>9.1f}{r['fresh_mem'] / mb:>7.1f}{r['fresh_mem'] / max(r['pipe_mem'], 1):>7.2f}"
                 f"{r['diff']:>11.1e}"
             )
+            if graphs:
+                print(f"{'  + LG_CUDAGraphs':<31}{r['graphs_wall'] * 1e3:>8.1f}{r['graphs_wall_ratio']:>7.3f}"
+                      f"{r['graphs_cpu_ratio']:>7.3f}   max |diff| to ours eager {r['graphs_diff']:.1e}", flush=True)
     return 0
 
 

@@ -95,11 +95,15 @@ class HoldsModules:
 
     _modules: tuple[str, ...] = ()
     _placed: tuple[torch.device, torch.dtype] | None = None
+    #: How often the weights moved: whatever recorded their addresses (a CUDA graph) is stale
+    #: once this changes.
+    moves: int = 0
 
     def to(self, device: torch.device | str) -> HoldsModules:
         for name in self._modules:
             getattr(self, name).to(device)
         self._placed = None
+        self.moves += 1
         return self
 
     @property
