@@ -66,6 +66,8 @@ class RunState:
     interrupt: threading.Event
     previews: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether anyone receives the events: without a listener none are built.
+    listening: bool = True
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Context:
         for previews (the editor does, the CLI does not), so previews cost nothing otherwise.
         """
         self.check_interrupted()
+        if not self.run.listening:
+            return
         data: dict[str, Any] = {"value": value, "max": maximum, "prompt_id": self.run.prompt_id,
                                 "node": self.node_id}
         if preview is not None and self.run.previews:

@@ -175,7 +175,7 @@ class Executor:
         wanted = [str(t) for t in targets or ()]
         chosen = None if outputs is None else {str(o) for o in outputs}
         graph = self._validated(wf.nodes, wanted + sorted(chosen or ()))
-        sink = on_event or self.on_event or (lambda event: None)
+        listener = on_event or self.on_event
         prompt_id = prompt_id or str(uuid.uuid4())
         with self._lock:
             with self._state_lock:
@@ -184,8 +184,9 @@ class Executor:
                 if prompt_id in self._pending_interrupts:
                     self._pending_interrupts.discard(prompt_id)
                     self._interrupt.set()
-            state = RunState(prompt_id, wf.nodes, wf.ui, sink, self._interrupt,
-                             self.previews if previews is None else previews)
+            state = RunState(prompt_id, wf.nodes, wf.ui, listener or _nobody, self._interrupt,
+                             self.previews if previews is None else previews,
+                             listening=listener is not None)
             run = _Run(state)
             self.cache.pin(run.used)
             wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted
@@ -238,7 +239,8 @@ class Executor:
     # --- internals -----------------------------------------------------------------------------
 
     def _emit(self, run: _Run, kind: str, data: dict[str, Any]) -> None:
-        run.state.emit(Event(kind, {**data, "prompt_id": run.state.prompt_id}))
+        if run.state.listening:
+            run.state.emit(Event(kind, {**data, "prompt_id": run.state.prompt_id}))
 
     def _validated(self, nodes: dict[str, Any], wanted: list[str]) -> Graph:
         """Validate, or reuse the last validation when the same workflow comes again.
@@ -304,8 +306,9 @@ class Executor:
         spec = node.cls.spec
         run.state.extra.update(node_id=node.id, class_type=spec.class_type)
         display = node.id.split(".", 1)[0]
-        run.state.emit(Event("executing", {"node": node.id, "display_node": display,
-                                           "prompt_id": run.state.prompt_id}))
+        if run.state.listening:
+            run.state.emit(Event("executing", {"node": node.id, "display_node": display,
+                                               "prompt_id": run.state.prompt_id}))
         kwargs = dict(node.literals)
         for name, (src, index) in node.links.items():
             kwargs[name] = run.values[src].outputs[index]
@@ -366,6 +369,10 @@ class Executor:
         self._execute(graph, [node_id for node_id, _ in outputs], run, parent=parent.id)
         run.state.extra.update(node_id=parent.id, class_type=parent.cls.class_type)
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
+
+
+def _nobody(event: Event) -> None:
+    """The sink of a run nobody listens to (nothing is built for it)."""
 
 
 def _as_outputs(result: Any, cls: Any) -> tuple[Any, ...]:

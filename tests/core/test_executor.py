@@ -256,6 +256,25 @@ def test_event_sequence(make_executor, builder):
     assert events[1].data["nodes"] == ["o"] and events[2].data["output"] == {"sum": [0.0]}
 
 
+def test_without_a_listener_no_event_is_built_but_interrupts_still_land(make_executor, builder, monkeypatch):
+    from latentgraph.executor import context, run
+
+    built = []
+    for module in (context, run):
+        monkeypatch.setattr(module, "Event", lambda *args: built.append(args))
+    ex = make_executor(registry=registry(), previews=True)
+    t = builder.node("LG_TestTensor", id="t")
+    p = builder.node("LG_TestProgress", id="p", latent=t, steps=3)
+    builder.node("LG_TestOutput", id="o", latent=p)
+    graph = builder.build()
+    assert ex.run(graph).executed == ["t", "p", "o"] and not built
+    graph["p"]["inputs"]["steps"] = 4
+    ex.interrupt("stop")
+    with pytest.raises(Interrupted):
+        ex.run(graph, prompt_id="stop")  # the interrupt is seen at the node boundary or a progress report
+    assert not built
+
+
 def test_interrupt_stops_a_run_and_keeps_the_cache_consistent(ex, builder):
     t = builder.node("LG_TestTensor", id="t")
     p = builder.node("LG_TestProgress", id="p", latent=t, steps=5, wait_at=2)
