@@ -90,16 +90,24 @@ def validate(
     graph_nodes: dict[str, GraphNode] = {}
     known_outputs = known_outputs or {}
 
+    types_of: dict[str, tuple[str, ...] | None] = {}  # a source feeds many inputs: look it up once
+
     def output_types(node_id: str) -> tuple[str, ...] | None:
+        if node_id in types_of:
+            return types_of[node_id]
         call = nodes.get(node_id)
         if call is not None:
             cls = registry.get(call.get("class_type")) if isinstance(call, Mapping) else None
-            return cls.spec.output_types if cls else None
-        return known_outputs.get(node_id)
+            types = cls.spec.output_types if cls else None
+        else:
+            types = known_outputs.get(node_id)
+        types_of[node_id] = types
+        return types
 
     for node_id, call in nodes.items():
-        class_type = call.get("class_type") if isinstance(call, Mapping) else None
-        raw_inputs = call.get("inputs", {}) if isinstance(call, Mapping) else None
+        mapping = type(call) is dict or isinstance(call, Mapping)
+        class_type = call.get("class_type") if mapping else None
+        raw_inputs = call.get("inputs", {}) if mapping else None
         if type(class_type) is not str or type(raw_inputs) is not dict:
             _structure_issues(node_id, call, add)
             continue

@@ -55,10 +55,12 @@ def is_link(value: Any) -> bool:
     return (
         type(value) is list
         and len(value) == 2
-        and isinstance(value[0], str | int)
-        and not isinstance(value[0], bool)
         and type(value[1]) is int
+        and (type(value[0]) in _LINK_ID_TYPES or (isinstance(value[0], str | int) and not isinstance(value[0], bool)))
     )
+
+
+_LINK_ID_TYPES = (str, int)  # exact types answer without isinstance (bool is an int subclass, not a link id)
 
 
 def is_ui_format(data: Mapping[str, Any]) -> bool:
