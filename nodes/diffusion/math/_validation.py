@@ -55,3 +55,9 @@ def check_step_call(
     check_plan_solver(plan, function, solvers)
     check_same_shape("model_output", model_output, "sample", sample)
     return checked_step_index(plan, step_index)
+
+
+def in_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor.to(dtype)`` without a dispatcher round trip when it is already that dtype (the
+    common case: a step's casts to and from float32 are no-ops for float32 latents)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)

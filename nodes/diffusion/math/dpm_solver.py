@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_same_shape, check_step_call
+from ._validation import check_same_shape, check_step_call, in_dtype
 from .plan import DPM_SOLVERS, SamplingPlan
 
 # diffusers drops to first order on the last step of plans shorter than this (lower_order_final).
@@ -136,11 +136,11 @@ def dpmpp_2m_step(
         check_same_shape("state.previous_denoised", state.previous_denoised, "sample", sample)
 
     denoised = _predict_x0(sample, model_output, plan, index)
-    sample = sample.to(torch.float32)
+    sample = in_dtype(sample, torch.float32)
     # Alg. 2 starts with a first-order step: there is no history yet.
     if state is None or _last_step_is_first_order(plan, index, lower_order_final):
         prev_sample = _first_order_update(sample, denoised, plan, index)
     else:
         prev_sample = _second_order_update(sample, denoised, state.previous_denoised, plan, index)
     new_state = DPMSolverState(previous_denoised=denoised, step_index=index)
-    return prev_sample.to(model_output.dtype), denoised, new_state
+    return in_dtype(prev_sample, model_output.dtype), denoised, new_state

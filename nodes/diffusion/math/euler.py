@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_step_call
+from ._validation import check_step_call, in_dtype
 from .noise import Seed, noise_like
 from .plan import SamplingPlan
 
@@ -36,11 +36,11 @@ def euler_step(
     """
     index = check_step_call("euler_step", ("euler",), sample, model_output, plan, step_index)
     sigma = plan.sigma_levels[index]
-    sample = sample.to(torch.float32)
+    sample = in_dtype(sample, torch.float32)
     denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
     derivative = (sample - denoised) / sigma
     prev_sample = sample + derivative * plan.sigma_deltas[index]
-    return prev_sample.to(model_output.dtype), denoised
+    return in_dtype(prev_sample, model_output.dtype), denoised
 
 
 def euler_ancestral_step(
@@ -61,7 +61,7 @@ def euler_ancestral_step(
         "euler_ancestral_step", ("euler_ancestral",), sample, model_output, plan, step_index
     )
     sigma, sigma_next = plan.sigma_levels[index], plan.sigma_levels[index + 1]
-    sample = sample.to(torch.float32)
+    sample = in_dtype(sample, torch.float32)
     denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
 
     sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
@@ -69,7 +69,7 @@ def euler_ancestral_step(
     derivative = (sample - denoised) / sigma
     prev_sample = sample + derivative * (sigma_down - sigma)
     prev_sample = prev_sample + noise_like(model_output, seed) * sigma_up
-    return prev_sample.to(model_output.dtype), denoised
+    return in_dtype(prev_sample, model_output.dtype), denoised
 
 
 def flow_euler_step(
@@ -83,7 +83,7 @@ def flow_euler_step(
     index = check_step_call(
         "flow_euler_step", ("flow_euler",), sample, model_output, plan, step_index
     )
-    sample = sample.to(torch.float32)
+    sample = in_dtype(sample, torch.float32)
     prev_sample = sample + plan.sigma_deltas[index] * model_output
     denoised = sample - plan.sigma_levels[index] * model_output
-    return prev_sample.to(model_output.dtype), denoised
+    return in_dtype(prev_sample, model_output.dtype), denoised
