@@ -27,6 +27,8 @@ _SMALL_OBJECT_BYTES = 64
 class Entry:
     outputs: tuple[Any, ...]
     ui: dict[str, Any] | None = None
+    #: Indices of lazy outputs the node skipped (None here): the entry cannot serve them.
+    skipped: frozenset[int] = frozenset()
 
 
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
@@ -259,7 +261,8 @@ def _rebuild(item: dict[str, Any], tensors: dict[str, torch.Tensor], device: tor
 
 def _move_models(entry: Entry, device: torch.device) -> Entry:
     """The entry with its models moved (nn.Module.to moves in place; wrappers implement to())."""
-    return Entry(tuple(v.to(device) if is_model(v) and hasattr(v, "to") else v for v in entry.outputs), entry.ui)
+    moved = tuple(v.to(device) if is_model(v) and hasattr(v, "to") else v for v in entry.outputs)
+    return Entry(moved, entry.ui, entry.skipped)
 
 
 class OutputCache:

@@ -80,6 +80,12 @@ class Context:
     node_id: str
     class_type: str
     executor_info: dict[str, Any]
+    #: The node's lazy outputs that nothing in this run reads.
+    unread: frozenset[str] = frozenset()
+
+    def wants(self, output: str) -> bool:
+        """Whether the run reads this output; only a node's ``lazy_outputs`` are ever unread."""
+        return output not in self.unread
 
     @property
     def dtype(self) -> torch.dtype:

@@ -213,6 +213,10 @@ class Node:
     deprecated: ClassVar[bool] = False
     # Whether the executor may persist this node's outputs in the disk tier.
     disk_cacheable: ClassVar[bool] = True
+    # Outputs the node may leave out (return None for) when ``self.ctx.wants(name)`` is False:
+    # nothing in the run reads them. The cache remembers the gap and runs the node again for a
+    # run that does read them.
+    lazy_outputs: ClassVar[tuple[str, ...]] = ()
 
     In: ClassVar[type[Inputs]]
     Out: ClassVar[type[Outputs]]
@@ -305,6 +309,9 @@ def _compile_spec(cls: type[Node]) -> NodeSpec:
             raise TypeError(f"{owner}.{part} must be a subclass of {base.__name__}")
     if cls.run is Node.run:
         raise TypeError(f"{owner} must define run(self, x)")
+    unknown = set(cls.lazy_outputs) - set(cls.Out.model_fields)
+    if unknown:
+        raise TypeError(f"{owner}.lazy_outputs names no output: {', '.join(sorted(unknown))}")
     if not (cls.__doc__ or "").strip():
         raise TypeError(f"{owner} needs a docstring: it is the node's description")
 

@@ -266,7 +266,7 @@ class Executor:
             run.used.add(key)
             run.out_types[node_id] = node.cls.spec.output_types
 
-    def _plan(self, graph: Graph, wanted: list[str], run: _Run) -> list[str]:
+    def _plan(self, graph: Graph, wanted: set[str], run: _Run) -> list[str]:
         """Nodes to execute: the wanted ones and their ancestors, stopping at cache hits."""
         needed: set[str] = set()
         stack = [n for n in wanted if n in graph.nodes]
@@ -277,6 +277,10 @@ class Executor:
             entry = self.cache.get(run.sigs[node_id])
             if entry is None and graph.nodes[node_id].cls.spec.output_node is False:
                 entry = self.cache.get_from_disk(run.sigs[node_id], self.device)
+            if entry is not None and entry.skipped and (
+                node_id in wanted or not entry.skipped.isdisjoint(graph.read_outputs.get(node_id, ()))
+            ):
+                entry = None  # cached without an output this run reads
             if entry is not None:
                 run.values[node_id] = entry  # held for this run, whatever the cache evicts
                 run.cached.append(node_id)
@@ -288,7 +292,8 @@ class Executor:
     def _execute(self, graph: Graph, wanted: list[str], run: _Run, parent: str | None) -> None:
         self._sign(graph, run)
         first_cached = len(run.cached)
-        todo = self._plan(graph, wanted, run)
+        wanted_set = set(wanted)
+        todo = self._plan(graph, wanted_set, run)
         if run.cached[first_cached:]:
             self._emit(run, "execution_cached", {"nodes": run.cached[first_cached:], "timestamp": _now_ms()})
         for node_id in run.cached[first_cached:]:
@@ -298,11 +303,13 @@ class Executor:
         for done, node_id in enumerate(todo):
             if self._interrupt.is_set():
                 raise Interrupted()
-            self._execute_node(graph.nodes[node_id], run)
+            node = graph.nodes[node_id]
+            unread = _unread(node, graph, wanted_set) if node.cls.lazy_outputs else _NONE_UNREAD
+            self._execute_node(node, run, unread)
             if parent is not None:
                 self._emit(run, "progress", {"value": done + 1, "max": len(todo), "node": parent})
 
-    def _execute_node(self, node: GraphNode, run: _Run) -> None:
+    def _execute_node(self, node: GraphNode, run: _Run, unread: frozenset[str] = frozenset()) -> None:
         spec = node.cls.spec
         run.state.extra.update(node_id=node.id, class_type=spec.class_type)
         display = node.id.split(".", 1)[0]
@@ -312,7 +319,7 @@ class Executor:
         kwargs = dict(node.literals)
         for name, (src, index) in node.links.items():
             kwargs[name] = run.values[src].outputs[index]
-        ctx = Context(self.device, self.folders, run.state, node.id, spec.class_type, self.info)
+        ctx = Context(self.device, self.folders, run.state, node.id, spec.class_type, self.info, unread)
         instance = node.cls(ctx)
         started = time.perf_counter()
         try:
@@ -334,10 +341,12 @@ class Executor:
                 "timestamp": _now_ms()})
             raise NodeFailed(node.id, spec.class_type, err, tb) from err
         elapsed = time.perf_counter() - started
-        entry = Entry(outputs, instance.ui)
+        skipped = _skipped(outputs, spec.output_names, unread) if unread else _NONE_SKIPPED
+        entry = Entry(outputs, instance.ui, skipped)
         key = run.sigs[node.id]
         self.cache.put(key, entry)
-        if elapsed >= self.disk_min_seconds and node.cls.disk_cacheable and not spec.output_node:
+        if (elapsed >= self.disk_min_seconds and node.cls.disk_cacheable and not spec.output_node
+                and not skipped):
             self.cache.persist(key, entry)
         run.values[node.id] = entry
         run.executed.append(node.id)
@@ -369,6 +378,24 @@ class Executor:
         self._execute(graph, [node_id for node_id, _ in outputs], run, parent=parent.id)
         run.state.extra.update(node_id=parent.id, class_type=parent.cls.class_type)
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
+
+
+_NONE_UNREAD: frozenset[str] = frozenset()
+_NONE_SKIPPED: frozenset[int] = frozenset()
+
+
+def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
+    """The node's lazy outputs that nothing reads: no link in the graph, not a wanted node."""
+    if node.id in wanted:
+        return _NONE_UNREAD
+    read = graph.read_outputs.get(node.id, ())
+    names = node.cls.spec.output_names
+    return frozenset(name for name in node.cls.lazy_outputs if names.index(name) not in read)
+
+
+def _skipped(outputs: tuple[Any, ...], names: tuple[str, ...], unread: frozenset[str]) -> frozenset[int]:
+    """Indices of the unread lazy outputs the node left out."""
+    return frozenset(i for i, name in enumerate(names) if name in unread and outputs[i] is None)
 
 
 def _nobody(event: Event) -> None:

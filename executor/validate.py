@@ -7,7 +7,7 @@ links resolved, nodes in topological order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -63,6 +63,8 @@ class GraphNode:
 class Graph:
     nodes: dict[str, GraphNode]
     order: list[str]  # topological
+    #: For each node, which of its outputs the graph's links read.
+    read_outputs: dict[str, set[int]] = field(default_factory=dict)
 
 
 def _literal_list(value: Any) -> Any:
@@ -195,7 +197,11 @@ def validate(
                   "at least one output node", None))
     if issues:
         return None, issues
-    return Graph(graph_nodes, order), []
+    read_outputs: dict[str, set[int]] = {}
+    for node in graph_nodes.values():
+        for src, index in node.links.values():
+            read_outputs.setdefault(src, set()).add(index)
+    return Graph(graph_nodes, order, read_outputs), []
 
 
 def _toposort(nodes: dict[str, GraphNode]) -> tuple[list[str], set[str]]:

@@ -159,13 +159,24 @@ class EulerAncestralStep(_StochasticStep):
         return euler_ancestral_step(sample, output, x.plan, x.step, gen)
 
 
-class FlowEulerStep(_DeterministicStep):
+class FlowEulerStep(Node):
     """Rectified-flow Euler step x_{t-dt} = x_t + (sigma_next - sigma) v (SD3, FlowMatchEuler)."""
 
     class_type = "LG_FlowEulerStep"
     category = CATEGORY
+    In = StepInputs
+    Out = StepOutputs
     solvers = ("flow_euler",)
-    update = staticmethod(flow_euler_step)
+    # The update does not need x0, so it is made only when read (half of this step's arithmetic).
+    lazy_outputs = ("denoised",)
+
+    def run(self, x: StepInputs) -> tuple[Any, Any]:
+        sample, output = checked_tensors(self, x, self.solvers)
+        wanted = self.ctx.wants("denoised")
+        prev, denoised = flow_euler_step(sample, output, x.plan, x.step, with_denoised=wanted)
+        self.ctx.progress(x.step + 1, len(x.plan), preview=lambda: latent_preview(
+            denoised if denoised is not None else flow_euler_step(sample, output, x.plan, x.step)[1]))
+        return {**x.sample, "samples": prev}, {"samples": denoised} if wanted else None
 
 
 class DPMSolverInputs(StepInputs):

@@ -156,7 +156,27 @@ class ToImage(Node):
         return self.Out(image=torch.full((1, 8, 8, 3), float(x.latent["samples"].mean()) % 1.0))
 
 
-TEST_NODES = [Tensor, AddLatent, Fail, Progress, Repeat, Output, ToImage]
+class TwoWays(Node):
+    """The latent plus one, and (lazily) times two: the doubled output is made only when read."""
+
+    class_type = "LG_TestTwoWays"
+    lazy_outputs = ("doubled",)
+
+    class In(Inputs):
+        latent: Latent
+
+    class Out(Outputs):
+        plus_one: Latent
+        doubled: Latent
+
+    def run(self, x: In) -> tuple:
+        RUNS[self.ctx.node_id] += 1
+        samples = x.latent["samples"]
+        doubled = {"samples": samples * 2} if self.ctx.wants("doubled") else None
+        return {"samples": samples + 1}, doubled
+
+
+TEST_NODES = [Tensor, AddLatent, Fail, Progress, Repeat, Output, ToImage, TwoWays]
 
 
 def registry() -> NodeRegistry:

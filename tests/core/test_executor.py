@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from latentgraph.executor import Executor, Interrupted, NodeFailed, WorkflowInvalid
+from latentgraph.executor import (
+    Executor,
+    Inputs,
+    Interrupted,
+    Node,
+    NodeFailed,
+    Outputs,
+    WorkflowInvalid,
+)
 from nodes_for_tests import RUNS, Progress, registry
 
 
@@ -273,6 +281,30 @@ def test_without_a_listener_no_event_is_built_but_interrupts_still_land(make_exe
     with pytest.raises(Interrupted):
         ex.run(graph, prompt_id="stop")  # the interrupt is seen at the node boundary or a progress report
     assert not built
+
+
+def test_lazy_outputs_are_made_only_when_read_and_the_cache_knows_the_gap(ex, builder):
+    t = builder.node("LG_TestTensor", id="t", value=3.0)
+    two = builder.node("LG_TestTwoWays", id="two", latent=t)
+    builder.node("LG_TestOutput", id="o", latent=two.out(0))
+    graph = builder.build()
+    assert ex.run(graph).executed == ["t", "two", "o"]
+    assert ex.run(graph).executed == []  # the gap does not matter to a run that does not read it
+
+    # Reading the skipped output runs the node again (its other consumers stay cached).
+    graph["o2"] = {"class_type": "LG_TestOutput", "inputs": {"latent": ["two", 1]}}
+    result = ex.run(graph)
+    assert result.executed == ["two", "o2"] and RUNS["two"] == 2
+    assert result.ui["o2"] == {"sum": [24.0]}
+    # Asked for as a target, a node hands over every output.
+    lone = {"t": graph["t"], "two": graph["two"]}
+    assert ex.run(lone, ["two"]).outputs["two"][1]["samples"].tolist() == [6.0] * 4
+
+
+def test_a_node_cannot_name_a_lazy_output_it_does_not_have():
+    with pytest.raises(TypeError, match="lazy_outputs names no output: nope"):
+        type("Broken", (Node,), {"__doc__": "x", "class_type": "LG_TestBroken", "In": Inputs,
+                                 "Out": Outputs, "lazy_outputs": ("nope",), "run": lambda self, x: None})
 
 
 def test_interrupt_stops_a_run_and_keeps_the_cache_consistent(ex, builder):

@@ -193,10 +193,11 @@ def test_shape_mismatch_names_model_output():
     assert info.value.node_id == "step0" and "input 'model_output'" in str(info.value)
 
 
-def test_sampler_reports_progress_with_previews():
+@pytest.mark.parametrize("solver", ["euler", "flow_euler"])  # flow_euler makes x0 only for previews
+def test_sampler_reports_progress_with_previews(solver):
     events = []
     Executor(device="cpu", registry=REG, previews=True).run(
-        sampler_graph("euler", 3, seed=1, cfg=2.0), targets=["sampler"], on_event=events.append)
+        sampler_graph(solver, 3, seed=1, cfg=2.0), targets=["sampler"], on_event=events.append)
     previews = [e.data for e in events if e.type == "progress" and "preview" in e.data]
     assert [p["value"] for p in previews] == [1, 2, 3] and previews[0]["preview"].shape == (1, 8, 8, 3)
     assert any(e.type == "progress" and e.data["node"] == "sampler" for e in events)
@@ -220,3 +221,27 @@ def test_zero_terminal_snr_v_prediction_equals_diffusers(executor, oracle, solve
                            schedule=Schedule("scaled_linear", 1000, 0.00085, 0.012, "v_prediction",
                                              zero_terminal_snr=True), spacing="trailing")
     assert torch.equal(ours, expected), (ours - expected).abs().max()
+
+
+def test_flow_euler_denoised_is_made_when_read():
+    """Unread, the step skips x0 (the update does not need it); read, it is the rectified-flow
+    x0, and the cache runs the step again for it."""
+    from latentgraph.nodes.diffusion.math import flow_euler_step
+
+    g = GraphBuilder()
+    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="flow", prediction_type="flow_prediction", shift=3.0)
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=3, solver="flow_euler")
+    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
+    noise = g.node("LG_Noise", id="noise", like=latent, seed=3)
+    sample = g.node("LG_InitialNoise", id="init", noise=noise, plan=plan)
+    for i in range(3):
+        sample = g.node("LG_FlowEulerStep", id=f"step{i}", sample=sample, model_output=noise, plan=plan, step=i)
+    graph = g.build()
+    executor = Executor(device="cpu", registry=REG)
+    executor.run(graph, targets=["step2"])
+    first = executor.run(graph, targets=["step0", "init", "noise", "plan"])  # step0 as a target: all outputs
+    assert first.executed == ["step0"]
+    values = {n: first.outputs[n][0] for n in ("init", "noise", "plan")}
+    expected = flow_euler_step(values["init"]["samples"], values["noise"]["samples"], values["plan"], 0)
+    assert torch.equal(first.outputs["step0"][0]["samples"], expected[0])
+    assert torch.equal(first.outputs["step0"][1]["samples"], expected[1])

@@ -73,17 +73,22 @@ def euler_ancestral_step(
 
 
 def flow_euler_step(
-    sample: torch.Tensor, model_output: torch.Tensor, plan: SamplingPlan, step_index: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+    sample: torch.Tensor,
+    model_output: torch.Tensor,
+    plan: SamplingPlan,
+    step_index: int,
+    with_denoised: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One Euler step of the rectified-flow ODE dx/dsigma = v; returns (prev_sample, denoised x0).
 
     With x_sigma = (1 - sigma) x0 + sigma * noise the model predicts v = noise - x0, so
-    x0 = x_sigma - sigma * v (rectified flow, Liu et al. 2023).
+    x0 = x_sigma - sigma * v (rectified flow, Liu et al. 2023). The update does not need x0:
+    ``with_denoised=False`` leaves it out (None).
     """
     index = check_step_call(
         "flow_euler_step", ("flow_euler",), sample, model_output, plan, step_index
     )
     sample = in_dtype(sample, torch.float32)
     prev_sample = sample + plan.sigma_deltas[index] * model_output
-    denoised = sample - plan.sigma_levels[index] * model_output
+    denoised = sample - plan.sigma_levels[index] * model_output if with_denoised else None
     return in_dtype(prev_sample, model_output.dtype), denoised
