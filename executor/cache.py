@@ -65,6 +65,9 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     return sys.getsizeof(value)
 
 
+_SMALL_KINDS = (int, float, bool, str, type(None))  # None: a lazy output left out
+
+
 def entry_bytes(entry: Entry) -> int:
     """nbytes of a node's outputs, with the common shapes (a tensor, a LATENT dict of tensors,
     a number) counted directly: this runs once per executed node."""
@@ -77,7 +80,7 @@ def entry_bytes(entry: Entry) -> int:
             total += _SMALL_OBJECT_BYTES
             for item in value.values():
                 total += item.nbytes if type(item) is torch.Tensor else nbytes(item)
-        elif kind in (int, float, bool, str):
+        elif kind in _SMALL_KINDS:
             total += _SMALL_OBJECT_BYTES
         else:
             total += nbytes(value)

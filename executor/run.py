@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ctypes
+import functools
 import gc
 import hashlib
 import threading
@@ -71,9 +72,11 @@ def signature(node: GraphNode, sigs: Mapping[str, str], fingerprint: Any = None)
     """One line per part: class and version, each literal (`name=repr`), each link
     (`name<parent signature:output`), the file fingerprint. A repr never holds a raw newline,
     so the text is unambiguous."""
+    literals, links = node.literals.items(), node.links.items()
     parts = [node.cls.class_type, node.cls.version]
-    parts += [f"{name}={_canonical(value)!r}" for name, value in sorted(node.literals.items())]
-    parts += [f"{name}<{sigs[src]}:{index}" for name, (src, index) in sorted(node.links.items())]
+    parts += [f"{name}={value!r}" if type(value) in _SCALARS else f"{name}={_canonical(value)!r}"
+              for name, value in (sorted(literals) if len(literals) > 1 else literals)]
+    parts += [f"{name}<{sigs[src]}:{index}" for name, (src, index) in (sorted(links) if len(links) > 1 else links)]
     if fingerprint is not None:
         parts.append(repr(fingerprint))
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
@@ -311,17 +314,18 @@ class Executor:
 
     def _execute_node(self, node: GraphNode, run: _Run, unread: frozenset[str] = frozenset()) -> None:
         spec = node.cls.spec
-        run.state.extra.update(node_id=node.id, class_type=spec.class_type)
-        display = node.id.split(".", 1)[0]
+        extra = run.state.extra
+        extra["node_id"], extra["class_type"] = node.id, spec.class_type
         if run.state.listening:
-            run.state.emit(Event("executing", {"node": node.id, "display_node": display,
+            run.state.emit(Event("executing", {"node": node.id, "display_node": node.id.split(".", 1)[0],
                                                "prompt_id": run.state.prompt_id}))
         kwargs = dict(node.literals)
         for name, (src, index) in node.links.items():
             kwargs[name] = run.values[src].outputs[index]
         ctx = Context(self.device, self.folders, run.state, node.id, spec.class_type, self.info, unread)
         instance = node.cls(ctx)
-        started = time.perf_counter()
+        timed = self.cache.disk is not None  # the time only decides what the disk tier keeps
+        started = time.perf_counter() if timed else 0.0
         try:
             result = instance.run(node.cls.In.from_validated(kwargs))
             if isinstance(result, Expand):
@@ -340,18 +344,18 @@ class Executor:
                 "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": {},
                 "timestamp": _now_ms()})
             raise NodeFailed(node.id, spec.class_type, err, tb) from err
-        elapsed = time.perf_counter() - started
-        skipped = _skipped(outputs, spec.output_names, unread) if unread else _NONE_SKIPPED
+        skipped = _skipped(outputs, node.cls, unread) if unread else _NONE_SKIPPED
         entry = Entry(outputs, instance.ui, skipped)
         key = run.sigs[node.id]
         self.cache.put(key, entry)
-        if (elapsed >= self.disk_min_seconds and node.cls.disk_cacheable and not spec.output_node
-                and not skipped):
+        if (timed and time.perf_counter() - started >= self.disk_min_seconds and node.cls.disk_cacheable
+                and not spec.output_node and not skipped):
             self.cache.persist(key, entry)
         run.values[node.id] = entry
         run.executed.append(node.id)
         if instance.ui:
-            self._emit(run, "executed", {"node": node.id, "display_node": display, "output": instance.ui})
+            self._emit(run, "executed", {"node": node.id, "display_node": node.id.split(".", 1)[0],
+                                         "output": instance.ui})
 
     def _expand(self, parent: GraphNode, expansion: Expand, run: _Run) -> tuple[Any, ...]:
         """Run a node's returned subgraph in its place; its nodes cache by signature as usual."""
@@ -384,18 +388,24 @@ _NONE_UNREAD: frozenset[str] = frozenset()
 _NONE_SKIPPED: frozenset[int] = frozenset()
 
 
+@functools.cache
+def _lazy_indices(cls: type) -> tuple[tuple[int, str], ...]:
+    names = cls.spec.output_names
+    return tuple((names.index(name), name) for name in cls.lazy_outputs)
+
+
 def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
     """The node's lazy outputs that nothing reads: no link in the graph, not a wanted node."""
     if node.id in wanted:
         return _NONE_UNREAD
     read = graph.read_outputs.get(node.id, ())
-    names = node.cls.spec.output_names
-    return frozenset(name for name in node.cls.lazy_outputs if names.index(name) not in read)
+    unread = [name for index, name in _lazy_indices(node.cls) if index not in read]
+    return frozenset(unread) if unread else _NONE_UNREAD
 
 
-def _skipped(outputs: tuple[Any, ...], names: tuple[str, ...], unread: frozenset[str]) -> frozenset[int]:
+def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
     """Indices of the unread lazy outputs the node left out."""
-    return frozenset(i for i, name in enumerate(names) if name in unread and outputs[i] is None)
+    return frozenset(i for i, name in _lazy_indices(cls) if name in unread and outputs[i] is None)
 
 
 def _nobody(event: Event) -> None:

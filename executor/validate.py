@@ -127,9 +127,9 @@ def validate(
                 add(Issue(node_id, class_type, name, "unknown_input",
                           f"'{class_type}' has no input '{name}'", sorted(spec.inputs), name))
                 continue
-            if is_link(value):
+            if type(value) is list and is_link(value):
                 src, index = str(value[0]), value[1]
-                types = output_types(src)
+                types = types_of[src] if src in types_of else output_types(src)
                 if types is None:
                     if src in nodes or src in known_outputs:
                         continue  # the source node is itself broken and reported on its own
@@ -141,14 +141,14 @@ def validate(
                               f"links to output {index} of node '{src}', which has {len(types)} output(s)",
                               f"0..{len(types) - 1}", index))
                     continue
-                if not accepts(in_spec.type, types[index]):
+                if in_spec.type != types[index] and not accepts(in_spec.type, types[index]):
                     add(Issue(node_id, class_type, name, "return_type_mismatch",
                               f"expects {in_spec.type} but is linked to a {types[index]} output",
                               in_spec.type, types[index]))
                     continue
                 links[name] = (src, index)
                 continue
-            coerced, problem = coerce_cached(in_spec, _literal_list(value))
+            coerced, problem = coerce_cached(in_spec, _literal_list(value) if type(value) is dict else value)
             if problem is not None:
                 expected: Any = in_spec.type
                 if in_spec.socket.choices is not None:
@@ -158,7 +158,7 @@ def validate(
                 add(Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value)))
                 continue
             literals[name] = coerced
-        for name, in_spec in spec.inputs.items():
+        for name, in_spec in spec.inputs.items() if len(links) + len(literals) < len(spec.inputs) else ():
             if name in links or name in literals or name in raw_inputs:
                 continue
             if in_spec.has_default:
