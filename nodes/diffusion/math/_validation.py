@@ -61,3 +61,13 @@ def in_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``tensor.to(dtype)`` without a dispatcher round trip when it is already that dtype (the
     common case: a step's casts to and from float32 are no-ops for float32 latents)."""
     return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
+def plus(tensor: torch.Tensor, temporary: torch.Tensor) -> torch.Tensor:
+    """``tensor + temporary``, written into ``temporary`` (a buffer the caller made and drops)
+    when dtype and shape allow. IEEE addition commutes, so the result is bitwise the same, and a
+    step allocates one buffer fewer: inside the executor a fresh buffer costs more than the
+    arithmetic that fills it."""
+    if temporary.dtype == tensor.dtype and temporary.shape == tensor.shape:
+        return temporary.add_(tensor)
+    return tensor + temporary

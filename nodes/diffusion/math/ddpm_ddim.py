@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_step_call
+from ._validation import check_step_call, plus
 from .noise import Seed, noise_like
 from .plan import SamplingPlan
 
@@ -53,12 +53,12 @@ def ddpm_step(
     # DDPM eq. 7: posterior mean mu_tilde = c0 * x0 + ct * x_t.
     x0_coeff = (alpha_bar_prev**0.5 * step_beta) / beta_bar
     sample_coeff = step_alpha**0.5 * beta_bar_prev / beta_bar
-    prev_sample = x0_coeff * x0 + sample_coeff * sample
+    prev_sample = plus(x0_coeff * x0, sample_coeff * sample)
 
     if int(plan.timesteps[index]) > 0:
         # DDPM eq. 7: beta_tilde = (1 - ab_prev) / (1 - ab_t) * beta_t, floored so sqrt stays finite.
         variance = torch.clamp(beta_bar_prev / beta_bar * step_beta, min=1e-20)
-        prev_sample = prev_sample + (variance**0.5) * noise_like(model_output, seed)
+        prev_sample = plus(prev_sample, (variance**0.5) * noise_like(model_output, seed))
     return prev_sample, x0
 
 
@@ -96,7 +96,7 @@ def ddim_step(
         std_dev = eta * variance**0.5
     # Eq. 12: x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma_t^2) eps + sigma_t z.
     direction = (1 - alpha_bar_prev - std_dev**2) ** 0.5 * eps
-    prev_sample = alpha_bar_prev**0.5 * x0 + direction
+    prev_sample = plus(alpha_bar_prev**0.5 * x0, direction)
     if noise is not None:
-        prev_sample = prev_sample + std_dev * noise
+        prev_sample = plus(prev_sample, std_dev * noise)
     return prev_sample, x0

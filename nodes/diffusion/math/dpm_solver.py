@@ -64,7 +64,7 @@ def _first_order_update(
     alpha_t, sigma_t = _alpha_sigma(plan, plan.sigma_levels[index + 1])
     alpha_s, sigma_s = _alpha_sigma(plan, plan.sigma_levels[index])
     h = _log_snr(alpha_t, sigma_t) - _log_snr(alpha_s, sigma_s)
-    return (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * denoised
+    return ((sigma_t / sigma_s) * sample).sub_((alpha_t * (torch.exp(-h) - 1.0)) * denoised)
 
 
 def _second_order_update(
@@ -87,10 +87,11 @@ def _second_order_update(
     r0 = (lambda_s0 - lambda_s1) / h
     d0 = denoised
     d1 = (1.0 / r0) * (denoised - previous_denoised)
+    # (a - b) - c as diffusers writes it, in the buffer of a: the same operations in the same order.
     return (
-        (sigma_t / sigma_s0) * sample
-        - (alpha_t * (torch.exp(-h) - 1.0)) * d0
-        - 0.5 * (alpha_t * (torch.exp(-h) - 1.0)) * d1
+        ((sigma_t / sigma_s0) * sample)
+        .sub_((alpha_t * (torch.exp(-h) - 1.0)) * d0)
+        .sub_(0.5 * (alpha_t * (torch.exp(-h) - 1.0)) * d1)
     )
 
 

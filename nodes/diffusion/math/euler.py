@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_step_call, in_dtype
+from ._validation import check_step_call, in_dtype, plus
 from .noise import Seed, noise_like
 from .plan import SamplingPlan
 
@@ -38,8 +38,8 @@ def euler_step(
     sigma = plan.sigma_levels[index]
     sample = in_dtype(sample, torch.float32)
     denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
-    derivative = (sample - denoised) / sigma
-    prev_sample = sample + derivative * plan.sigma_deltas[index]
+    derivative = (sample - denoised).div_(sigma)
+    prev_sample = plus(sample, derivative.mul_(plan.sigma_deltas[index]))
     return in_dtype(prev_sample, model_output.dtype), denoised
 
 
@@ -66,9 +66,9 @@ def euler_ancestral_step(
 
     sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
     sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
-    derivative = (sample - denoised) / sigma
-    prev_sample = sample + derivative * (sigma_down - sigma)
-    prev_sample = prev_sample + noise_like(model_output, seed) * sigma_up
+    derivative = (sample - denoised).div_(sigma)
+    prev_sample = plus(sample, derivative.mul_(sigma_down - sigma))
+    prev_sample = plus(prev_sample, noise_like(model_output, seed).mul_(sigma_up))
     return in_dtype(prev_sample, model_output.dtype), denoised
 
 
@@ -89,6 +89,6 @@ def flow_euler_step(
         "flow_euler_step", ("flow_euler",), sample, model_output, plan, step_index
     )
     sample = in_dtype(sample, torch.float32)
-    prev_sample = sample + plan.sigma_deltas[index] * model_output
+    prev_sample = plus(sample, plan.sigma_deltas[index] * model_output)
     denoised = sample - plan.sigma_levels[index] * model_output if with_denoised else None
     return in_dtype(prev_sample, model_output.dtype), denoised
