@@ -14,17 +14,17 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 _SMALL_OBJECT_BYTES = 64
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """A node's cached result (a named tuple: made once per executed node, so made cheaply)."""
+
     outputs: tuple[Any, ...]
     ui: dict[str, Any] | None = None
     #: Indices of lazy outputs the node skipped (None here): the entry cannot serve them.
@@ -49,12 +49,12 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     seen.add(id(value))
     if isinstance(value, torch.nn.Module):
         return sum(nbytes(t, seen) for t in (*value.parameters(), *value.buffers()))
+    if isinstance(value, Entry):
+        return nbytes(value.outputs, seen)
     if isinstance(value, dict):
         return sum(nbytes(v, seen) for v in value.values()) + _SMALL_OBJECT_BYTES
     if isinstance(value, list | tuple | set | frozenset):
         return sum(nbytes(v, seen) for v in value) + _SMALL_OBJECT_BYTES
-    if isinstance(value, Entry):
-        return nbytes(value.outputs, seen)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return sum(nbytes(getattr(value, f.name), seen) for f in dataclasses.fields(value))
     reported = getattr(value, "nbytes", None)
