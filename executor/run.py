@@ -405,7 +405,12 @@ def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
 
 def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
     """Indices of the unread lazy outputs the node left out."""
-    return frozenset(i for i, name in _lazy_indices(cls) if name in unread and outputs[i] is None)
+    return _index_set(tuple(i for i, name in _lazy_indices(cls) if name in unread and outputs[i] is None))
+
+
+@functools.cache
+def _index_set(indices: tuple[int, ...]) -> frozenset[int]:
+    return frozenset(indices)
 
 
 def _nobody(event: Event) -> None:
@@ -414,6 +419,8 @@ def _nobody(event: Event) -> None:
 
 def _as_outputs(result: Any, cls: Any) -> tuple[Any, ...]:
     names = cls.spec.output_names
+    if type(result) is tuple and len(result) == len(names):  # before isinstance: pydantic's is slow
+        return result
     if isinstance(result, cls.Out):
         return tuple([getattr(result, n) for n in names])
     if isinstance(result, tuple) and len(result) == len(names):
