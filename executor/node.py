@@ -68,6 +68,21 @@ class Inputs(BaseModel):
 _set_slot = object.__setattr__
 
 
+def output_values(result: Any, cls: type[Node]) -> tuple[Any, ...]:
+    """What a node's run() returned, as its outputs in order: the ``Out`` model, or a tuple in
+    output order (the leaner form hot nodes use); a node without outputs may return None."""
+    names = cls.spec.output_names
+    if type(result) is tuple and len(result) == len(names):  # before isinstance: pydantic's is slow
+        return result
+    if isinstance(result, cls.Out):
+        return tuple([getattr(result, n) for n in names])
+    if isinstance(result, tuple) and len(result) == len(names):
+        return result
+    if result is None and not names:
+        return ()
+    raise TypeError(f"run() returned {type(result).__name__}; expected {cls.__name__}.Out")
+
+
 class Outputs(BaseModel):
     """Base of a node's output model; field order is the output order on the graph."""
 

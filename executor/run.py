@@ -28,7 +28,7 @@ import torch
 
 from .cache import Entry, OutputCache
 from .context import Context, Event, EventSink, Folders, Interrupted, RunState, resolve_device
-from .node import Expand, NodeRegistry, ParentInput
+from .node import Expand, NodeRegistry, ParentInput, output_values
 from .validate import Graph, GraphNode, Issue, WorkflowInvalid, validate
 from .workflow import Workflow, is_link, load_workflow
 
@@ -331,7 +331,7 @@ class Executor:
             if isinstance(result, Expand):
                 outputs = self._expand(node, result, run)
             else:
-                outputs = _as_outputs(result, node.cls)
+                outputs = output_values(result, node.cls)
         except Interrupted:
             raise
         except NodeFailed:
@@ -415,19 +415,6 @@ def _index_set(indices: tuple[int, ...]) -> frozenset[int]:
 
 def _nobody(event: Event) -> None:
     """The sink of a run nobody listens to (nothing is built for it)."""
-
-
-def _as_outputs(result: Any, cls: Any) -> tuple[Any, ...]:
-    names = cls.spec.output_names
-    if type(result) is tuple and len(result) == len(names):  # before isinstance: pydantic's is slow
-        return result
-    if isinstance(result, cls.Out):
-        return tuple([getattr(result, n) for n in names])
-    if isinstance(result, tuple) and len(result) == len(names):
-        return result
-    if result is None and not names:
-        return ()
-    raise TypeError(f"run() returned {type(result).__name__}; expected {cls.__name__}.Out")
 
 
 def settle_heap() -> None:

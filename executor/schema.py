@@ -12,7 +12,7 @@ from typing import Any
 from .context import Context as NodeContext
 from .context import Event, Folders, RunState, resolve_device
 from .literals import check_literal
-from .node import Expand, InputSpec, Node, NodeSpec
+from .node import Expand, InputSpec, Node, NodeSpec, output_values
 from .types import COMBO
 
 
@@ -152,7 +152,7 @@ def comfy_class(node_cls: type[Node], host: _HostContext) -> type:
         if isinstance(result, Expand):
             own_inputs = dynprompt.get_node(unique_id).get("inputs", {}) if dynprompt is not None else {}
             return _comfy_expansion(result, values, own_inputs, f"{unique_id or 'lg'}.")
-        outputs = tuple(getattr(result, o.name) for o in spec.outputs) if result is not None else ()
+        outputs = output_values(result, node_cls)
         return {"ui": node.ui, "result": outputs} if node.ui else outputs
 
     attrs: dict[str, Any] = {

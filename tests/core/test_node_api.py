@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 import latentgraph
 import pytest
+import torch
 from latentgraph.executor import Input, Inputs, Node, NodeRegistry, Outputs
 from latentgraph.executor.schema import object_info
 from latentgraph.executor.types import Latent
@@ -143,6 +144,17 @@ def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
         "12.add0": {"class_type": "LG_TestAdd", "inputs": {"latent": ["4", 0], "amount": 2.0}},
         "12.add1": {"class_type": "LG_TestAdd", "inputs": {"latent": ["12.add0", 0], "amount": 2.0}},
     }
+
+
+def test_comfy_adapter_takes_tuple_results_and_computes_lazy_outputs(tmp_path):
+    """Under ComfyUI every output may be read, so a node's lazy outputs are always made."""
+    from latentgraph.executor import Folders
+    from latentgraph.executor.schema import _HostContext, comfy_class
+    from nodes_for_tests import TwoWays
+
+    cls = comfy_class(TwoWays, _HostContext(Folders.under(tmp_path)))
+    plus_one, doubled = cls().execute(latent={"samples": torch.ones(2)})
+    assert plus_one["samples"].tolist() == [2.0, 2.0] and doubled["samples"].tolist() == [2.0, 2.0]
 
 
 def test_inputs_from_validated_values_equal_model_construct():
