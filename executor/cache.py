@@ -109,6 +109,8 @@ class ByteLRU:
         self.pinned: set[str] = set()
 
     def get(self, key: str) -> Entry | None:
+        if key not in self._items:  # a miss needs no lock (a dict lookup is atomic)
+            return None
         with self._lock:
             item = self._items.get(key)
             if item is None:

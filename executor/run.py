@@ -278,7 +278,7 @@ class Executor:
             if node_id in needed or node_id in run.values:
                 continue
             entry = self.cache.get(run.sigs[node_id])
-            if entry is None and graph.nodes[node_id].cls.spec.output_node is False:
+            if entry is None and self.cache.disk is not None and not graph.nodes[node_id].cls.spec.output_node:
                 entry = self.cache.get_from_disk(run.sigs[node_id], self.device)
             if entry is not None and entry.skipped and (
                 node_id in wanted or not entry.skipped.isdisjoint(graph.read_outputs.get(node_id, ()))
