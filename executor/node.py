@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import annotated_types
@@ -144,11 +145,12 @@ class InputSpec:
     tooltip: str | None
     hints: dict[str, Any]
 
-    @property
+    # Read for every input of every validated node: computed once, then a plain attribute.
+    @cached_property
     def type(self) -> str:
         return self.socket.type
 
-    @property
+    @cached_property
     def has_default(self) -> bool:
         return self.default is not PydanticUndefined
 

@@ -99,7 +99,8 @@ def validate(
             return types_of[node_id]
         call = nodes.get(node_id)
         if call is not None:
-            cls = registry.get(call.get("class_type")) if isinstance(call, Mapping) else None
+            mapping = type(call) is dict or isinstance(call, Mapping)
+            cls = registry.get(call.get("class_type")) if mapping else None
             types = cls.spec.output_types if cls else None
         else:
             types = known_outputs.get(node_id)
@@ -127,7 +128,9 @@ def validate(
                 add(Issue(node_id, class_type, name, "unknown_input",
                           f"'{class_type}' has no input '{name}'", sorted(spec.inputs), name))
                 continue
-            if type(value) is list and is_link(value):
+            if type(value) is list and (
+                len(value) == 2 and type(value[1]) is int and type(value[0]) is str or is_link(value)
+            ):
                 src, index = str(value[0]), value[1]
                 types = types_of[src] if src in types_of else output_types(src)
                 if types is None:
