@@ -37,26 +37,26 @@ class _Recording:
     output: torch.Tensor
 
 
+def _tensors_of(context: TextEmbeds | None) -> list[torch.Tensor | None]:
+    """The context's fields in declaration order (embeddings, mask, pooled)."""
+    return [] if context is None else [getattr(context, f.name) for f in fields(context)]
+
+
 def _key(sample: torch.Tensor, timestep: torch.Tensor, context: TextEmbeds | None) -> tuple:
-    tensors = [sample, timestep]
-    if context is not None:
-        tensors += [getattr(context, f.name) for f in fields(context)]
+    tensors = [sample, timestep, *_tensors_of(context)]
     return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
 
 
 def _copy_context(context: TextEmbeds | None) -> TextEmbeds | None:
     if context is None:
         return None
-    return TextEmbeds(*(None if t is None else t.clone() for t in (getattr(context, f.name) for f in fields(context))))
+    return TextEmbeds(*(None if t is None else t.clone() for t in _tensors_of(context)))
 
 
 def _fill_context(static: TextEmbeds | None, context: TextEmbeds | None) -> None:
-    if static is None or context is None:
-        return
-    for f in fields(static):
-        target = getattr(static, f.name)
+    for target, value in zip(_tensors_of(static), _tensors_of(context), strict=False):
         if target is not None:
-            target.copy_(getattr(context, f.name))
+            target.copy_(value)
 
 
 class GraphedDenoiser(Denoiser):

@@ -53,3 +53,20 @@ def test_replay_equals_the_eager_forward(sd_root):
     args = inputs(8)
     assert torch.equal(graphed.forward(*args), eager.forward(*args))
     assert len(graphed._recordings) == 1
+
+
+def test_recorded_buffers_take_every_context_field():
+    """What a replay copies in: every tensor of the text embeddings (here with a mask), and the
+    shapes, dtypes and missing fields that decide which recording a call uses."""
+    from latentgraph.nodes.diffusion.cuda_graphs import _copy_context, _fill_context, _key
+
+    first = TextEmbeds(torch.zeros(2, 5, 8), torch.ones(2, 5))
+    static = _copy_context(first)
+    assert static.embeddings is not first.embeddings and static.pooled is None
+    second = TextEmbeds(torch.full((2, 5, 8), 3.0), torch.zeros(2, 5))
+    _fill_context(static, second)
+    assert torch.equal(static.embeddings, second.embeddings) and torch.equal(static.mask, second.mask)
+    sample, t = torch.zeros(2, 4, 8, 8), torch.tensor(1)
+    assert _key(sample, t, first) == _key(sample, t, second)
+    assert _key(sample, t, first) != _key(sample, t, TextEmbeds(torch.zeros(2, 5, 8)))  # no mask
+    assert _key(sample, t, first) != _key(sample[:1], t, first)
