@@ -320,7 +320,7 @@ class OutputCache:
 
     def put(self, key: str, entry: Entry) -> None:
         for value in entry.outputs:
-            if is_model(value):
+            if type(value) not in _PLAIN_TYPES and is_model(value):  # plain outputs without a call
                 self._put_model(key, entry)
                 return
         self.values.put(key, entry, entry_bytes(entry))
