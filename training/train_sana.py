@@ -42,8 +42,6 @@ GPU:        python -m latentgraph.training.train_sana --out /tmp/shapes_sana --d
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,22 +58,12 @@ from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
 from .checker import check
-from .common import (
-    EMA,
-    ResumableTrainer,
-    StopTraining,
-    autocast,
-    lr_at,
-    param_count,
-    parse_config,
-    save_grid,
-    train,
-)
+from .common import autocast, parse_config, save_grid, train
+from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer
 from .sana_tokenizer import build_tokenizer
-from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
+from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 
 EVAL_GUIDANCE = 4.5  # SanaPipeline's default, and graphs/sana_txt2img.json's
-EVAL_STEPS = 20
 HEAD_DIM = 32  # SANA's DiT (self and cross attention) and DC-AE attention head width
 # Rows of the conditioning table: the captions with the instruction, the captions without, "".
 PLAIN = NUM_CLASSES
@@ -108,38 +96,13 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LatentTrainConfig):
     out: str = "models/shapes_sana"
-    ckpt_dir: str = ""  # default: "<out>.ckpt" beside the export, so it is never shipped with it
-    device: str = "cpu"
-    seed: int = 0
-    vae_steps: int = 2000
     steps: int = 6000
-    batch: int = 0  # 0: 512 on cuda, 64 on cpu
-    vae_lr: float = 1e-3
     lr: float = 5e-4
-    warmup: int = 200
     latent_weight: float = 1e-4  # L2 pull of the DC-AE latents towards 0
-    cfg_drop: float = 0.1
     instruction_frac: float = 0.5  # captions encoded with the complex human instruction
-    ema_decay: float = 0.999
-    pool: int = 50000  # distinct training images, rendered once (cheaper than PIL every step)
-    workers: int = 0
-    log_every: int = 50
-    ckpt_every: int = 500
-    eval_every: int = 1000
-    eval_samples: int = 48
-    eval_steps: int = EVAL_STEPS
-    stop_after: int = 0  # >0: leave a checkpoint and stop after this many steps in this process
     model: ModelConfig = field(default_factory=ModelConfig)
-
-    def __post_init__(self) -> None:
-        if self.batch <= 0:
-            self.batch = 512 if self.device == "cuda" else 64
-
-    @property
-    def ckpt_path(self) -> Path:
-        return Path(self.ckpt_dir or f"{self.out.rstrip('/')}.ckpt") / "state.pt"
 
 
 # --------------------------------------------------------------------------- models
@@ -333,79 +296,24 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
-class Trainer(ResumableTrainer):
-    final_stage = "dit"
+class Trainer(LatentTrainer):
+    final_stage, denoiser_key, ema_key, vae_loss_name = "dit", "transformer", "ema_dit", "L1"
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg, self.mcfg = cfg, cfg.model
-        self.device = torch.device(cfg.device)
-        torch.manual_seed(cfg.seed)  # model initialisation
-        self.tokenizer = build_tokenizer()
-        self.vae, self.text_encoder, self.transformer = build_models(self.mcfg, self.tokenizer)
-        for m in (self.vae, self.text_encoder, self.transformer):
-            m.to(self.device)
-        # All data/noise randomness comes from this CPU generator: checkpointable, device-agnostic.
-        self.gen = torch.Generator("cpu").manual_seed(cfg.seed)
-        self.stage, self.step = "vae", 0
-        self.steps_left = cfg.stop_after or math.inf
-        self.ema_text = EMA(self.text_encoder)
-        self.ema_dit = EMA(self.transformer)
-        self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-        self.opt = torch.optim.AdamW(
-            list(self.transformer.parameters()) + list(self.text_encoder.parameters()),
-            lr=cfg.lr,
-            weight_decay=0.01,
-        )
-        self.scaling_factor = 1.0
+        super().__init__(cfg, build_tokenizer, build_models)
         self.prompts = [g.to(self.device) for g in prompt_table(self.tokenizer)]
-        pool, self.pool_ids = make_pool(cfg.pool, self.mcfg.size, TRAIN_SEED_BASE, cfg.workers)
-        self.pool = pool.to(self.device)
-        self.pool_ids = self.pool_ids.to(self.device)
+        self.load_pool()
         self.resume()
-
-    # -- checkpoints
-
-    def saved_modules(self) -> dict[str, torch.nn.Module]:
-        return {"vae": self.vae, "text_encoder": self.text_encoder, "transformer": self.transformer,
-                "ema_text": self.ema_text.module, "ema_dit": self.ema_dit.module}
-
-    def saved_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"vae_opt": self.vae_opt, "opt": self.opt}
 
     # -- stage a: DC-AE
 
-    def images(self, idx: torch.Tensor) -> torch.Tensor:
-        """Pool items as float images in -1..1 (the DC-AE convention)."""
-        return self.pool[idx.to(self.device)].float() / 127.5 - 1.0
-
-    def train_vae(self) -> None:
-        cfg = self.cfg
-        self.vae.train()
-        t0, losses = time.perf_counter(), []
-        # Draw nothing from self.gen past the last step: a resumed run must see the same stream.
-        while self.step < cfg.vae_steps:
-            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
-            for g in self.vae_opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg.vae_steps, cfg.vae_lr, cfg.warmup)
-            x = self.images(idx)
-            with autocast(self.device):
-                z = self.vae.encode(x).latent
-                recon = self.vae.decode(z).sample
-            l1 = F.l1_loss(recon.float(), x)
-            loss = l1 + cfg.latent_weight * z.float().pow(2).mean()
-            self.vae_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.vae_opt.step()
-            losses.append(l1.detach())  # no .item() per step: it would sync the GPU
-            if (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.vae_steps:
-                rate = len(losses) / (time.perf_counter() - t0)
-                print(
-                    f"vae  step {self.step + 1:6d}  L1 {torch.stack(losses).mean().item():.4f}  "
-                    f"latent rms {z.float().pow(2).mean().sqrt().item():.3f}  {rate:.1f} it/s",
-                    flush=True,
-                )
-                t0, losses = time.perf_counter(), []
-            self.count_step()
+    def vae_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        with autocast(self.device):
+            z = self.vae.encode(x).latent
+            recon = self.vae.decode(z).sample
+        l1 = F.l1_loss(recon.float(), x)
+        square = z.float().pow(2).mean()
+        return l1 + self.cfg.latent_weight * square, l1, {"latent rms": square.detach().sqrt()}
 
     @torch.no_grad()
     def encode_pool(self) -> torch.Tensor:
@@ -419,6 +327,9 @@ class Trainer(ResumableTrainer):
                 for lo in range(0, len(self.pool), 1024)
             ]
         )
+
+    def latent_scale(self, latents: torch.Tensor) -> float:
+        return float(1.0 / latents.std())
 
     @torch.no_grad()
     def vae_report(self, latents: torch.Tensor) -> None:
@@ -443,71 +354,35 @@ class Trainer(ResumableTrainer):
         """Embeddings and masks of all conditioning rows (see encode_table)."""
         return encode_table(text_encoder, self.prompts)
 
-    def train_dit(self) -> None:
-        cfg = self.cfg
-        latents = self.encode_pool()
-        if self.stage == "vae":  # first entry: fix the latent scale once, then it is checkpointed
-            self.scaling_factor = float(1.0 / latents.std())
-            self.vae.register_to_config(scaling_factor=self.scaling_factor)
-            self.stage, self.step = "dit", 0
-            self.vae_report(latents)
-            self.checkpoint()
-        self.vae.register_to_config(scaling_factor=self.scaling_factor)
-        latents = latents * self.scaling_factor
-        params = list(self.transformer.parameters()) + list(self.text_encoder.parameters())
-        self.transformer.train()
-        self.text_encoder.train()
-        t0, losses = time.perf_counter(), []
-        while self.step < cfg.steps:
-            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
-            for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg.steps, cfg.lr, cfg.warmup)
-            b = idx.shape[0]
-            noise = torch.randn(b, *latents.shape[1:], generator=self.gen).to(self.device)
-            if self.mcfg.timesteps == "logit_normal":
-                u = torch.sigmoid(torch.randn(b, generator=self.gen))
-            else:
-                u = torch.rand(b, generator=self.gen)
-            sigma = shift_sigmas(u, self.mcfg.flow_shift).to(self.device)
-            drop = (torch.rand(b, generator=self.gen) < cfg.cfg_drop).to(self.device)
-            plain = (torch.rand(b, generator=self.gen) >= cfg.instruction_frac).to(self.device)
-            idx = idx.to(self.device)
-            x0 = latents[idx]
-            s = sigma.view(b, 1, 1, 1)
-            noisy = (1 - s) * x0 + s * noise
-            target = noise - x0
-            rows = torch.where(drop, EMPTY, self.pool_ids[idx] + PLAIN * plain.long())
-            with autocast(self.device):
-                context, mask = self.conditions(self.text_encoder)
-                pred = self.transformer(
-                    noisy,
-                    encoder_hidden_states=context[rows],
-                    encoder_attention_mask=mask[rows],
-                    timestep=sigma * 1000,  # SanaPipeline: the scheduler's timesteps = 1000 sigma
-                ).sample
-            loss = F.mse_loss(pred.float(), target)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            self.opt.step()
-            self.ema_dit.update(self.transformer, self.step, cfg.ema_decay)
-            self.ema_text.update(self.text_encoder, self.step, cfg.ema_decay)
-            losses.append(loss.detach())
-            done = self.step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                rate = len(losses) / (time.perf_counter() - t0)
-                print(
-                    f"dit  step {done:6d}  loss {torch.stack(losses).mean().item():.4f}  {rate:.1f} it/s",
-                    flush=True,
-                )
-                t0, losses = time.perf_counter(), []
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                self.eval_and_log(done)
-            self.count_step()
+    def denoiser_loss(self, idx: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        b = idx.shape[0]
+        noise = torch.randn(b, *latents.shape[1:], generator=self.gen).to(self.device)
+        if self.mcfg.timesteps == "logit_normal":
+            u = torch.sigmoid(torch.randn(b, generator=self.gen))
+        else:
+            u = torch.rand(b, generator=self.gen)
+        sigma = shift_sigmas(u, self.mcfg.flow_shift).to(self.device)
+        drop = (torch.rand(b, generator=self.gen) < self.cfg.cfg_drop).to(self.device)
+        plain = (torch.rand(b, generator=self.gen) >= self.cfg.instruction_frac).to(self.device)
+        idx = idx.to(self.device)
+        x0 = latents[idx] * self.scaling_factor
+        s = sigma.view(b, 1, 1, 1)
+        noisy = (1 - s) * x0 + s * noise
+        target = noise - x0
+        rows = torch.where(drop, EMPTY, self.pool_ids[idx] + PLAIN * plain.long())
+        with autocast(self.device):
+            context, mask = self.conditions(self.text_encoder)
+            pred = self.denoiser(
+                noisy,
+                encoder_hidden_states=context[rows],
+                encoder_attention_mask=mask[rows],
+                timestep=sigma * 1000,  # SanaPipeline: the scheduler's timesteps = 1000 sigma
+            ).sample
+        return F.mse_loss(pred.float(), target)
 
     def pipeline(self) -> SanaPipeline:
         return make_pipeline(
-            self.vae, self.ema_text.module, self.tokenizer, self.ema_dit.module, self.mcfg
+            self.vae, self.ema_text.module, self.tokenizer, self.ema_denoiser.module, self.mcfg
         )
 
     def eval_and_log(self, step: int) -> dict[str, float]:
@@ -527,30 +402,6 @@ class Trainer(ResumableTrainer):
     def export(self) -> None:
         """Save the EMA pipeline (fp32 safetensors) as a SanaPipeline folder."""
         self.pipeline().save_pretrained(self.cfg.out, safe_serialization=True)
-
-    def run(self) -> Path | None:
-        """Train both stages and export; None if --stop-after stopped it early."""
-        print(
-            f"params: vae {param_count(self.vae) / 1e6:.2f}M  text {param_count(self.text_encoder) / 1e6:.2f}M  "
-            f"dit {param_count(self.transformer) / 1e6:.2f}M  (fp32 total "
-            f"{param_count(self.vae, self.text_encoder, self.transformer) * 4 / 2**20:.1f} MiB)",
-            flush=True,
-        )
-        try:
-            if self.stage == "vae":
-                self.train_vae()
-            self.vae.eval().requires_grad_(False)
-            self.train_dit()
-        except StopTraining:
-            print(
-                f"stopped after {self.cfg.stop_after} steps at stage {self.stage} step {self.step}; rerun to resume",
-                flush=True,
-            )
-            return None
-        self.checkpoint()
-        self.export()
-        print(f"saved {self.cfg.out}", flush=True)
-        return Path(self.cfg.out)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

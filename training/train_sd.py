@@ -23,8 +23,6 @@ GPU full:   python -m latentgraph.training.train_sd --out models/shapes_sd --dev
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,22 +39,12 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from .checker import check
-from .common import (
-    EMA,
-    ResumableTrainer,
-    StopTraining,
-    autocast,
-    lr_at,
-    param_count,
-    parse_config,
-    save_grid,
-    train,
-)
-from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, TRAIN_SEED_BASE, class_names, make_pool
+from .common import autocast, parse_config, save_grid, train
+from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer
+from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 
 EVAL_GUIDANCE = 4.0
-EVAL_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -84,39 +72,12 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    out: str = "models/shapes_sd"
-    ckpt_dir: str = ""  # default: "<out>.ckpt" beside the export, so it is never shipped with it
-    device: str = "cpu"
-    seed: int = 0
+class TrainConfig(LatentTrainConfig):
     # Defaults = the GPU recipe. On one H200 (batch 512): VAE ~45 it/s, UNet ~16 it/s, and the
     # checker already scored 96/96 generated samples after 1000 UNet steps.
-    vae_steps: int = 2000
-    steps: int = 4000
-    batch: int = 0  # 0: 512 on cuda, 64 on cpu
-    vae_lr: float = 1e-3
-    lr: float = 1e-3
-    warmup: int = 200
+    out: str = "models/shapes_sd"
     kl_weight: float = 1e-4
-    cfg_drop: float = 0.1
-    ema_decay: float = 0.999
-    pool: int = 50000  # distinct training images, rendered once (cheaper than PIL every step)
-    workers: int = 0
-    log_every: int = 50
-    ckpt_every: int = 500
-    eval_every: int = 1000
-    eval_samples: int = 48
-    eval_steps: int = EVAL_STEPS
-    stop_after: int = 0  # >0: leave a checkpoint and stop after this many steps in this process
     model: ModelConfig = field(default_factory=ModelConfig)
-
-    def __post_init__(self) -> None:
-        if self.batch <= 0:
-            self.batch = 512 if self.device == "cuda" else 64
-
-    @property
-    def ckpt_path(self) -> Path:
-        return Path(self.ckpt_dir or f"{self.out.rstrip('/')}.ckpt") / "state.pt"
 
 
 # --------------------------------------------------------------------------- models
@@ -241,31 +202,12 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
-class Trainer(ResumableTrainer):
-    final_stage = "unet"
+class Trainer(LatentTrainer):
+    final_stage, denoiser_key, ema_key, vae_loss_name = "unet", "unet", "ema_unet", "loss"
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg, self.mcfg = cfg, cfg.model
-        self.device = torch.device(cfg.device)
-        torch.manual_seed(cfg.seed)  # model initialisation
-        out = Path(cfg.out)
-        self.tokenizer = build_tokenizer(out / "tokenizer", self.mcfg.max_length)
-        self.vae, self.text_encoder, self.unet = build_models(self.mcfg, self.tokenizer)
-        for m in (self.vae, self.text_encoder, self.unet):
-            m.to(self.device)
-        # All data/noise randomness comes from this CPU generator: checkpointable, device-agnostic.
-        self.gen = torch.Generator("cpu").manual_seed(cfg.seed)
-        self.stage, self.step = "vae", 0
-        self.steps_left = cfg.stop_after or math.inf
-        self.ema_text = EMA(self.text_encoder)
-        self.ema_unet = EMA(self.unet)
-        self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-        self.opt = torch.optim.AdamW(
-            list(self.unet.parameters()) + list(self.text_encoder.parameters()),
-            lr=cfg.lr,
-            weight_decay=0.01,
-        )
-        self.scaling_factor = 1.0
+        super().__init__(cfg, lambda: build_tokenizer(Path(cfg.out) / "tokenizer", cfg.model.max_length),
+                         build_models)
         caption_ids = self.tokenizer(
             [*CAPTIONS, ""],
             padding="max_length",
@@ -274,64 +216,29 @@ class Trainer(ResumableTrainer):
             return_tensors="pt",
         ).input_ids
         self.caption_ids = caption_ids.to(self.device)  # row NUM_CLASSES is the empty caption
-        pool, self.pool_ids = make_pool(cfg.pool, self.mcfg.size, TRAIN_SEED_BASE, cfg.workers)
-        self.pool = pool.to(self.device)
-        self.pool_ids = self.pool_ids.to(self.device)
+        self.load_pool()
         self.noise_sched = DDPMScheduler.from_config(build_scheduler(self.mcfg).config)
         self.noise_sched.alphas_cumprod = self.noise_sched.alphas_cumprod.to(self.device)
         self.resume()
 
-    # -- checkpoints
-
-    def saved_modules(self) -> dict[str, torch.nn.Module]:
-        return {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet,
-                "ema_text": self.ema_text.module, "ema_unet": self.ema_unet.module}
-
-    def saved_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"vae_opt": self.vae_opt, "opt": self.opt}
-
     # -- stage a: VAE
 
-    def images(self, idx: torch.Tensor) -> torch.Tensor:
-        """Pool items as float images in -1..1 (the SD VAE convention)."""
-        return self.pool[idx.to(self.device)].float() / 127.5 - 1.0
-
-    def train_vae(self) -> None:
-        cfg = self.cfg
-        self.vae.train()
-        t0, losses = time.perf_counter(), []
-        # Draw nothing from self.gen past the last step: a resumed run must see the same stream.
-        while self.step < cfg.vae_steps:
-            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
-            for g in self.vae_opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg.vae_steps, cfg.vae_lr, cfg.warmup)
-            x = self.images(idx)
-            eps = torch.randn(
-                x.shape[0],
-                self.mcfg.latent_channels,
-                self.mcfg.latent_size,
-                self.mcfg.latent_size,
-                generator=self.gen,
-            )
-            with autocast(self.device):
-                post = self.vae.encode(x).latent_dist
-                z = post.mean + post.std * eps.to(self.device)
-                recon = self.vae.decode(z).sample
-            # KL per image element, so kl_weight does not depend on the resolution.
-            kl = post.kl().mean() / x[0].numel()
-            loss = F.l1_loss(recon.float(), x) + cfg.kl_weight * kl.float()
-            self.vae_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.vae_opt.step()
-            losses.append(loss.detach())  # no .item() per step: it would sync the GPU
-            if (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.vae_steps:
-                rate = len(losses) / (time.perf_counter() - t0)
-                print(
-                    f"vae  step {self.step + 1:6d}  loss {torch.stack(losses).mean().item():.4f}  kl {kl.item():.4f}  {rate:.1f} it/s",
-                    flush=True,
-                )
-                t0, losses = time.perf_counter(), []
-            self.count_step()
+    def vae_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        eps = torch.randn(
+            x.shape[0],
+            self.mcfg.latent_channels,
+            self.mcfg.latent_size,
+            self.mcfg.latent_size,
+            generator=self.gen,
+        )
+        with autocast(self.device):
+            post = self.vae.encode(x).latent_dist
+            z = post.mean + post.std * eps.to(self.device)
+            recon = self.vae.decode(z).sample
+        # KL per image element, so kl_weight does not depend on the resolution.
+        kl = post.kl().mean() / x[0].numel()
+        loss = F.l1_loss(recon.float(), x) + self.cfg.kl_weight * kl.float()
+        return loss, loss, {"kl": kl}
 
     @torch.no_grad()
     def encode_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,9 +252,15 @@ class Trainer(ResumableTrainer):
             stds.append(post.std)
         return torch.cat(means), torch.cat(stds)
 
+    def latent_scale(self, latents: tuple[torch.Tensor, torch.Tensor]) -> float:
+        # Unit variance of the *sampled* latents (mean + std * eps), as SD's factor is defined.
+        mean, std = latents
+        return float(1.0 / torch.sqrt(mean.var() + std.pow(2).mean()))
+
     @torch.no_grad()
-    def vae_report(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def vae_report(self, latents: tuple[torch.Tensor, torch.Tensor]) -> None:
         """Reconstruction error and the checker's accuracy on reconstructions (VAE sanity)."""
+        mean, std = latents
         n = min(240, len(self.pool))
         recon = self.vae.decode(mean[:n]).sample
         x = self.images(torch.arange(n))
@@ -364,69 +277,33 @@ class Trainer(ResumableTrainer):
 
     # -- stage b: UNet + text encoder
 
-    def train_unet(self) -> None:
-        cfg = self.cfg
-        mean, std = self.encode_pool()
-        if self.stage == "vae":  # first entry: fix the latent scale once, then it is checkpointed
-            # Unit variance of the *sampled* latents (mean + std * eps), as SD's factor is defined.
-            self.scaling_factor = float(1.0 / torch.sqrt(mean.var() + std.pow(2).mean()))
-            self.vae.register_to_config(scaling_factor=self.scaling_factor)
-            self.stage, self.step = "unet", 0
-            self.vae_report(mean, std)
-            self.checkpoint()
-        self.vae.register_to_config(scaling_factor=self.scaling_factor)
-        self.unet.train()
-        self.text_encoder.train()
-        t0, losses = time.perf_counter(), []
-        while self.step < cfg.steps:
-            idx = torch.randint(len(self.pool), (cfg.batch,), generator=self.gen)
-            for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg.steps, cfg.lr, cfg.warmup)
-            b = idx.shape[0]
-            noise = torch.randn(b, *mean.shape[1:], generator=self.gen).to(self.device)
-            eps = torch.randn(b, *mean.shape[1:], generator=self.gen).to(self.device)
-            t = torch.randint(
-                0, self.noise_sched.config.num_train_timesteps, (b,), generator=self.gen
-            ).to(self.device)
-            drop = (torch.rand(b, generator=self.gen) < cfg.cfg_drop).to(self.device)
-            idx = idx.to(self.device)
-            z = (mean[idx] + std[idx] * eps) * self.scaling_factor
-            rows = torch.where(drop, NUM_CLASSES, self.pool_ids[idx])
-            noisy = self.noise_sched.add_noise(z, noise, t)
-            target = (
-                self.noise_sched.get_velocity(z, noise, t)
-                if self.mcfg.prediction_type == "v_prediction"
-                else noise
-            )
-            with autocast(self.device):
-                # last_hidden_state of all (padded) positions, exactly as the SD pipeline does.
-                context = self.text_encoder(self.caption_ids[rows]).last_hidden_state
-                pred = self.unet(noisy, t, context).sample
-            loss = F.mse_loss(pred.float(), target)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0
-            )
-            self.opt.step()
-            self.ema_unet.update(self.unet, self.step, cfg.ema_decay)
-            self.ema_text.update(self.text_encoder, self.step, cfg.ema_decay)
-            losses.append(loss.detach())
-            done = self.step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                rate = len(losses) / (time.perf_counter() - t0)
-                print(
-                    f"unet step {done:6d}  loss {torch.stack(losses).mean().item():.4f}  {rate:.1f} it/s",
-                    flush=True,
-                )
-                t0, losses = time.perf_counter(), []
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                self.eval_and_log(done)
-            self.count_step()
+    def denoiser_loss(self, idx: torch.Tensor, latents: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, std = latents
+        b = idx.shape[0]
+        noise = torch.randn(b, *mean.shape[1:], generator=self.gen).to(self.device)
+        eps = torch.randn(b, *mean.shape[1:], generator=self.gen).to(self.device)
+        t = torch.randint(
+            0, self.noise_sched.config.num_train_timesteps, (b,), generator=self.gen
+        ).to(self.device)
+        drop = (torch.rand(b, generator=self.gen) < self.cfg.cfg_drop).to(self.device)
+        idx = idx.to(self.device)
+        z = (mean[idx] + std[idx] * eps) * self.scaling_factor
+        rows = torch.where(drop, NUM_CLASSES, self.pool_ids[idx])
+        noisy = self.noise_sched.add_noise(z, noise, t)
+        target = (
+            self.noise_sched.get_velocity(z, noise, t)
+            if self.mcfg.prediction_type == "v_prediction"
+            else noise
+        )
+        with autocast(self.device):
+            # last_hidden_state of all (padded) positions, exactly as the SD pipeline does.
+            context = self.text_encoder(self.caption_ids[rows]).last_hidden_state
+            pred = self.denoiser(noisy, t, context).sample
+        return F.mse_loss(pred.float(), target)
 
     def pipeline(self) -> StableDiffusionPipeline:
         return make_pipeline(
-            self.vae, self.ema_text.module, self.tokenizer, self.ema_unet.module, self.mcfg
+            self.vae, self.ema_text.module, self.tokenizer, self.ema_denoiser.module, self.mcfg
         )
 
     def eval_and_log(self, step: int) -> dict[str, float]:
@@ -446,29 +323,6 @@ class Trainer(ResumableTrainer):
         self.pipeline().save_pretrained(out, safe_serialization=True)
         # Our CLIP-format vocab.json/merges.txt next to tokenizer.json, for any CLIPTokenizer.
         build_tokenizer(out / "tokenizer", self.mcfg.max_length)
-
-    def run(self) -> Path | None:
-        """Train both stages and export; None if --stop-after stopped it early."""
-        print(
-            f"params: vae {param_count(self.vae) / 1e6:.2f}M  text {param_count(self.text_encoder) / 1e6:.2f}M  "
-            f"unet {param_count(self.unet) / 1e6:.2f}M  (fp32 total {param_count(self.vae, self.text_encoder, self.unet) * 4 / 2**20:.1f} MiB)",
-            flush=True,
-        )
-        try:
-            if self.stage == "vae":
-                self.train_vae()
-            self.vae.eval().requires_grad_(False)
-            self.train_unet()
-        except StopTraining:
-            print(
-                f"stopped after {self.cfg.stop_after} steps at stage {self.stage} step {self.step}; rerun to resume",
-                flush=True,
-            )
-            return None
-        self.checkpoint()
-        self.export()
-        print(f"saved {self.cfg.out}", flush=True)
-        return Path(self.cfg.out)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
