@@ -56,6 +56,7 @@ class RunResult:
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
+_NOTHING: frozenset = frozenset()  # no unread or skipped outputs: the common case, shared
 
 
 def _canonical(value: Any) -> Any:
@@ -307,12 +308,12 @@ class Executor:
             if self._interrupt.is_set():
                 raise Interrupted()
             node = graph.nodes[node_id]
-            unread = _unread(node, graph, wanted_set) if node.cls.lazy_outputs else _NONE_UNREAD
+            unread = _unread(node, graph, wanted_set) if node.cls.lazy_outputs else _NOTHING
             self._execute_node(node, run, unread)
             if parent is not None:
                 self._emit(run, "progress", {"value": done + 1, "max": len(todo), "node": parent})
 
-    def _execute_node(self, node: GraphNode, run: _Run, unread: frozenset[str] = frozenset()) -> None:
+    def _execute_node(self, node: GraphNode, run: _Run, unread: frozenset[str] = _NOTHING) -> None:
         spec = node.cls.spec
         extra = run.state.extra
         extra["node_id"], extra["class_type"] = node.id, spec.class_type
@@ -344,7 +345,7 @@ class Executor:
                 "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": {},
                 "timestamp": _now_ms()})
             raise NodeFailed(node.id, spec.class_type, err, tb) from err
-        skipped = _skipped(outputs, node.cls, unread) if unread else _NONE_SKIPPED
+        skipped = _skipped(outputs, node.cls, unread) if unread else _NOTHING
         entry = Entry(outputs, instance.ui, skipped)
         key = run.sigs[node.id]
         self.cache.put(key, entry)
@@ -384,9 +385,6 @@ class Executor:
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
 
 
-_NONE_UNREAD: frozenset[str] = frozenset()
-_NONE_SKIPPED: frozenset[int] = frozenset()
-
 
 @functools.cache
 def _lazy_indices(cls: type) -> tuple[tuple[int, str], ...]:
@@ -397,10 +395,10 @@ def _lazy_indices(cls: type) -> tuple[tuple[int, str], ...]:
 def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
     """The node's lazy outputs that nothing reads: no link in the graph, not a wanted node."""
     if node.id in wanted:
-        return _NONE_UNREAD
+        return _NOTHING
     read = graph.read_outputs.get(node.id, ())
     unread = [name for index, name in _lazy_indices(node.cls) if index not in read]
-    return frozenset(unread) if unread else _NONE_UNREAD
+    return frozenset(unread) if unread else _NOTHING
 
 
 def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
