@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from .checker import check
 from .common import EMA, ResumableTrainer, StopTraining, lr_at, param_count
-from .shapes import TRAIN_SEED_BASE, make_pool
+from .shapes import TRAIN_SEED_BASE, class_names, make_pool
 
 EVAL_STEPS = 20
 
@@ -55,6 +56,19 @@ class LatentTrainConfig:
     @property
     def ckpt_path(self) -> Path:
         return Path(self.ckpt_dir or f"{self.out.rstrip('/')}.ckpt") / "state.pt"
+
+
+def score(images: Any, ids: list[int]) -> dict[str, float]:
+    """The checker's accuracy on generated images of classes ``ids``: colour, shape, both."""
+    colour = shape = both = 0
+    for img, cid in zip(images, ids, strict=True):
+        want_shape, want_colour = class_names(cid)
+        got = check(img)
+        colour += got.colour == want_colour
+        shape += got.shape == want_shape
+        both += got == (want_colour, want_shape)
+    n = len(ids)
+    return {"colour": colour / n, "shape": shape / n, "both": both / n}
 
 
 class LatentTrainer(ResumableTrainer):

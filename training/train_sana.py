@@ -59,7 +59,7 @@ from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
-from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer
+from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
 from .sana_tokenizer import build_tokenizer
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 
@@ -282,15 +282,7 @@ def evaluate(
         use_resolution_binning=False,
         complex_human_instruction=list(COMPLEX_HUMAN_INSTRUCTION) if instruction else None,
     ).images
-    colour = shape = both = 0
-    for img, cid in zip(images, ids, strict=True):
-        want_shape, want_colour = class_names(cid)
-        got = check(img)
-        colour += got.colour == want_colour
-        shape += got.shape == want_shape
-        both += got == (want_colour, want_shape)
-    n = len(ids)
-    return {"colour": colour / n, "shape": shape / n, "both": both / n}, images
+    return score(images, ids), images
 
 
 # --------------------------------------------------------------------------- training

@@ -40,7 +40,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
-from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer
+from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 
@@ -188,15 +188,7 @@ def evaluate(
         generator=gen,
         output_type="np",
     ).images
-    colour = shape = both = 0
-    for img, cid in zip(images, ids, strict=True):
-        want_shape, want_colour = class_names(cid)
-        got = check(img)
-        colour += got.colour == want_colour
-        shape += got.shape == want_shape
-        both += got == (want_colour, want_shape)
-    n = len(ids)
-    return {"colour": colour / n, "shape": shape / n, "both": both / n}, images
+    return score(images, ids), images
 
 
 # --------------------------------------------------------------------------- training
