@@ -26,15 +26,10 @@ from latentgraph.training.train_sana import (  # noqa: E402
     prompt_table,
     shift_sigmas,
 )
+from trainer_runs import SMOKE, assert_resumes_bit_exact  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-SMOKE = ["--vae-steps", "3", "--steps", "3", "--batch", "8", "--pool", "48"]
-SMOKE += ["--eval-samples", "2", "--eval-steps", "2", "--log-every", "1", "--ckpt-every", "100"]
 GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "sana_txt2img.json"
-
-
-def load_state(out: Path) -> dict:
-    return torch.load(Path(f"{out}.ckpt") / "state.pt", map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -157,20 +152,8 @@ def test_tokenizer(trained: Path) -> None:
 
 
 def test_stopped_and_resumed_run_is_bit_exact(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "resumed"
-    # Stop inside the DC-AE stage, then across the DC-AE -> DiT switch, then finish.
-    assert main(["--out", str(out), *SMOKE, "--stop-after", "2"]) is None
-    assert load_state(out)["stage"] == "vae"
-    assert main(["--out", str(out), *SMOKE, "--stop-after", "2"]) is None
-    assert (load_state(out)["stage"], load_state(out)["step"]) == ("dit", 1)
-    assert (out / "model_index.json").is_file()  # the export is rewritten at every checkpoint
-    assert main(["--out", str(out), *SMOKE]) == out
-    straight, resumed = load_state(trained), load_state(out)
-    for part in ("vae", "text_encoder", "transformer", "ema_dit", "ema_text"):
-        for name, tensor in straight[part].items():
-            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name}"
-    assert torch.equal(straight["gen"], resumed["gen"])
-    assert straight["scaling_factor"] == resumed["scaling_factor"]
+    parts = ("vae", "text_encoder", "transformer", "ema_dit", "ema_text")
+    assert_resumes_bit_exact(main, trained, tmp_path / "resumed", "dit", parts)
 
 
 def test_resume_refuses_another_architecture(trained: Path) -> None:

@@ -15,14 +15,8 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline  # noqa: E402
 from latentgraph.training.shapes import CAPTIONS  # noqa: E402
 from latentgraph.training.tokenizer import caption_words  # noqa: E402
 from latentgraph.training.train_sd import main  # noqa: E402
+from trainer_runs import SMOKE, assert_resumes_bit_exact  # noqa: E402
 from transformers import CLIPTokenizer  # noqa: E402
-
-SMOKE = ["--vae-steps", "3", "--steps", "3", "--batch", "8", "--pool", "48"]
-SMOKE += ["--eval-samples", "2", "--eval-steps", "2", "--log-every", "1", "--ckpt-every", "100"]
-
-
-def load_state(out: Path) -> dict:
-    return torch.load(Path(f"{out}.ckpt") / "state.pt", map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +62,8 @@ def test_tokenizer_from_vocab_and_merges_alone(trained: Path, tmp_path: Path) ->
 
 
 def test_stopped_and_resumed_run_is_bit_exact(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "resumed"
-    # Stop inside the VAE stage, then across the VAE -> UNet switch, then finish.
-    assert main(["--out", str(out), *SMOKE, "--stop-after", "2"]) is None
-    assert load_state(out)["stage"] == "vae"
-    assert main(["--out", str(out), *SMOKE, "--stop-after", "2"]) is None
-    assert (load_state(out)["stage"], load_state(out)["step"]) == ("unet", 1)
-    assert main(["--out", str(out), *SMOKE]) == out
-    straight, resumed = load_state(trained), load_state(out)
-    for part in ("vae", "text_encoder", "unet", "ema_unet", "ema_text"):
-        for name, tensor in straight[part].items():
-            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name}"
-    assert torch.equal(straight["gen"], resumed["gen"])
-    assert straight["scaling_factor"] == resumed["scaling_factor"]
+    parts = ("vae", "text_encoder", "unet", "ema_unet", "ema_text")
+    assert_resumes_bit_exact(main, trained, tmp_path / "resumed", "unet", parts)
 
 
 def test_resume_refuses_another_architecture(trained: Path) -> None:
