@@ -71,6 +71,12 @@ def score(images: Any, ids: list[int]) -> dict[str, float]:
     return {"colour": colour / n, "shape": shape / n, "both": both / n}
 
 
+# --help texts of the shared settings; a family adds its own.
+COMMON_HELP = {"ckpt_dir": "checkpoints (default <out>.ckpt)", "batch": "0: 512 on cuda, 64 on cpu",
+               "pool": "distinct training images", "workers": "processes rendering the pool",
+               "stop_after": "stop (resumably) after N steps"}
+
+
 class LatentTrainer(ResumableTrainer):
     """Stage "vae" trains the autoencoder; stage ``final_stage`` the denoiser and text encoder."""
 

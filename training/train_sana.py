@@ -59,7 +59,7 @@ from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
-from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
+from .latent_trainer import COMMON_HELP, EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
 from .sana_tokenizer import build_tokenizer
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 
@@ -399,12 +399,10 @@ class Trainer(LatentTrainer):
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return parse_config(
         TrainConfig, argv, "Train the tiny SANA-family shapes model.",
-        help={"out": "exported SanaPipeline folder", "ckpt_dir": "checkpoints (default <out>.ckpt)",
-              "vae_steps": "DC-AE steps", "steps": "DiT/text-encoder steps", "batch": "0: 512 on cuda, 64 on cpu",
+        help={**COMMON_HELP, "out": "exported SanaPipeline folder", "vae_steps": "DC-AE steps",
+              "steps": "DiT/text-encoder steps",
               "instruction_frac": "share of captions encoded with the complex human instruction",
-              "pool": "distinct training images", "workers": "processes rendering the pool",
-              "eval_steps": "DPM-Solver steps of samples", "stop_after": "stop (resumably) after N steps",
-              "dit_width": "a multiple of 32"},
+              "eval_steps": "DPM-Solver steps of samples", "dit_width": "a multiple of 32"},
         choices={"timesteps": ("logit_normal", "uniform")},
     )  # fmt: skip
 

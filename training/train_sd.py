@@ -40,7 +40,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
-from .latent_trainer import EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
+from .latent_trainer import COMMON_HELP, EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
 from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 
@@ -320,10 +320,8 @@ class Trainer(LatentTrainer):
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return parse_config(
         TrainConfig, argv, "Train the tiny SD-family shapes model.",
-        help={"out": "exported StableDiffusionPipeline folder", "ckpt_dir": "checkpoints (default <out>.ckpt)",
-              "steps": "UNet/text-encoder steps", "batch": "0: 512 on cuda, 64 on cpu",
-              "pool": "distinct training images", "workers": "processes rendering the pool",
-              "eval_steps": "DDIM steps of samples", "stop_after": "stop (resumably) after N steps",
+        help={**COMMON_HELP, "out": "exported StableDiffusionPipeline folder",
+              "steps": "UNet/text-encoder steps", "eval_steps": "DDIM steps of samples",
               "zero_snr": "zero-terminal-SNR schedule (--no-zero-snr: plain scaled-linear)"},
         choices={"prediction_type": ("v_prediction", "epsilon")},
     )  # fmt: skip
