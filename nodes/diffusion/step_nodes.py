@@ -56,7 +56,7 @@ def checked_tensors(node: Node, x: Any, solvers: tuple[str, ...]) -> tuple[torch
     if x.plan.solver not in solvers:
         raise InputError("plan", f"the plan was made for solver '{x.plan.solver}'; "
                                  f"{node.spec.class_type} steps {', '.join(solvers)} plans")
-    if not 0 <= x.step < len(x.plan):
+    if not 0 <= x.step < x.plan.num_steps:
         raise InputError("step", f"step {x.step} is outside the plan's {len(x.plan)} steps (0..{len(x.plan) - 1})")
     if sample.shape != output.shape:
         raise InputError("model_output", f"shape {tuple(output.shape)} differs from the sample's {tuple(sample.shape)}")
@@ -226,7 +226,7 @@ class ScaleModelInput(Node):
 
     def run(self, x: In) -> Out:
         sample = samples_of(x.sample, "sample")
-        if not 0 <= x.step < len(x.plan):
+        if not 0 <= x.step < x.plan.num_steps:
             raise InputError("step", f"step {x.step} is outside the plan's {len(x.plan)} steps")
         return self.Out(sample={**x.sample, "samples": scale_model_input(sample, x.plan, x.step)})
 
