@@ -12,7 +12,6 @@ import os
 import sys
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -98,12 +97,15 @@ def is_model(value: Any) -> bool:
 
 
 class ByteLRU:
-    """Least-recently-used map bounded by the bytes of its values. Thread-safe."""
+    """Least-recently-used map bounded by the bytes of its values. Thread-safe.
+
+    A plain dict keeps the order: insertion order is recency, oldest first (a use moves the key
+    to the end), and a dict stores faster than an OrderedDict, once per executed node."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: OrderedDict[str, tuple[Entry, int]] = OrderedDict()
+        self._items: dict[str, tuple[Entry, int]] = {}
         self._lock = threading.Lock()
         # Keys the running workflow holds: evicted last, and only if nothing else is left.
         self.pinned: set[str] = set()
@@ -112,10 +114,10 @@ class ByteLRU:
         if key not in self._items:  # a miss needs no lock (a dict lookup is atomic)
             return None
         with self._lock:
-            item = self._items.get(key)
+            item = self._items.pop(key, None)
             if item is None:
                 return None
-            self._items.move_to_end(key)
+            self._items[key] = item  # now the most recent
             return item[0]
 
     def put(self, key: str, entry: Entry, size: int) -> list[tuple[str, Entry, int]]:

@@ -58,15 +58,21 @@ class Inputs(BaseModel):
         cost, once per executed node). Anything unusual takes ``model_construct``."""
         if len(values) != len(cls.__pydantic_fields__) or cls.__pydantic_post_init__ is not None:
             return cls.model_construct(**values)
-        instance = cls.__new__(cls)
-        _set_slot(instance, "__dict__", values)
-        _set_slot(instance, "__pydantic_fields_set__", set(values))
-        _set_slot(instance, "__pydantic_extra__", None)
-        _set_slot(instance, "__pydantic_private__", None)
+        instance = _new(cls)
+        _set_dict(instance, "__dict__", values)
+        _set_fields_set(instance, set(values))
+        _set_extra(instance, None)
+        _set_private(instance, None)
         return instance
 
 
-_set_slot = object.__setattr__
+# BaseModel's slots, written through their descriptors: frozen models refuse setattr, and a
+# descriptor's own setter skips the generic attribute lookup (half of from_validated's cost).
+_new = object.__new__
+_set_dict = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def output_values(result: Any, cls: type[Node]) -> tuple[Any, ...]:
@@ -185,9 +191,15 @@ class NodeSpec:
     def output_names(self) -> tuple[str, ...]:
         return self._output_names
 
+    @property
+    def signature_head(self) -> str:
+        """The first lines of every signature of this node: class and version."""
+        return self._signature_head
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_output_types", tuple(o.type for o in self.outputs))
         object.__setattr__(self, "_output_names", tuple(o.name for o in self.outputs))
+        object.__setattr__(self, "_signature_head", f"{self.class_type}\n{self.version}")
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,12 @@ def signature(node: GraphNode, sigs: Mapping[str, str], fingerprint: Any = None)
     """One line per part: class and version, each literal (`name=repr`), each link
     (`name<parent signature:output`), the file fingerprint. A repr never holds a raw newline,
     so the text is unambiguous."""
-    literals, links = node.literals.items(), node.links.items()
-    parts = [node.cls.class_type, node.cls.version]
-    parts += [f"{name}={value!r}" if type(value) in _SCALARS else f"{name}={_canonical(value)!r}"
-              for name, value in (sorted(literals) if len(literals) > 1 else literals)]
-    parts += [f"{name}<{sigs[src]}:{index}" for name, (src, index) in (sorted(links) if len(links) > 1 else links)]
+    literals, links = node.literals, node.links
+    parts = [node.cls.spec.signature_head]
+    for name, value in sorted(literals.items()) if len(literals) > 1 else literals.items():
+        parts.append(f"{name}={value!r}" if type(value) in _SCALARS else f"{name}={_canonical(value)!r}")
+    for name, (src, index) in sorted(links.items()) if len(links) > 1 else links.items():
+        parts.append(f"{name}<{sigs[src]}:{index}")
     if fingerprint is not None:
         parts.append(repr(fingerprint))
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
