@@ -10,7 +10,6 @@ executed; a cached node's ancestors are not even looked at.
 from __future__ import annotations
 
 import asyncio
-import copy
 import ctypes
 import functools
 import gc
@@ -135,7 +134,7 @@ class Executor:
         self.previews = previews
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
-        self._last_valid: tuple[dict[str, Any], list[str], Graph] | None = None
+        self._last_valid: tuple[list[str], Graph] | None = None  # targets, and the graph with its source
         self._state_lock = threading.Lock()
         self._current: str | None = None
         self._pending_interrupts: set[str] = set()
@@ -251,16 +250,16 @@ class Executor:
         """Validate, or reuse the last validation when the same workflow comes again.
 
         Re-running an unchanged graph is the common case (a server re-queueing, a user
-        re-running after changing a downstream file); comparing with a snapshot is a C-level
-        dict comparison, far cheaper than validating every node again.
+        re-running after changing a downstream file); comparing with the copy validation kept
+        is a C-level dict comparison, far cheaper than validating every node again.
         """
         last = self._last_valid
-        if last is not None and last[1] == wanted and last[0] == nodes:
-            return last[2]
-        graph, issues = validate(nodes, self.registry, wanted)
+        if last is not None and last[0] == wanted and last[1].source == nodes:
+            return last[1]
+        graph, issues = validate(nodes, self.registry, wanted, keep_source=True)
         if graph is None:
             raise WorkflowInvalid(issues)
-        self._last_valid = (_snapshot(nodes), list(wanted), graph)
+        self._last_valid = (list(wanted), graph)
         return graph
 
     def _sign(self, graph: Graph, run: _Run) -> None:
@@ -404,7 +403,8 @@ def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
 
 def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
     """Indices of the unread lazy outputs the node left out."""
-    return _index_set(tuple(i for i, name in _lazy_indices(cls) if name in unread and outputs[i] is None))
+    skipped = [i for i, name in _lazy_indices(cls) if outputs[i] is None and name in unread]
+    return _index_set(tuple(skipped)) if skipped else _NOTHING
 
 
 @functools.cache
@@ -449,30 +449,6 @@ def _keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-
-
-def _snapshot(nodes: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy deep enough that later in-place edits of the caller's dict cannot alias it.
-
-    Links and scalars are copied shallowly (lists by slicing); only rare nested literals
-    (``{"__value__": [...]}``) pay for a deep copy.
-    """
-    out: dict[str, Any] = {}
-    for node_id, call in nodes.items():
-        if type(call) is not dict or type(call.get("inputs")) is not dict:
-            out[node_id] = copy.deepcopy(call)
-            continue
-        inputs = {}
-        for name, value in call["inputs"].items():
-            kind = type(value)
-            if kind is list and len(value) == 2 and type(value[1]) is int:
-                inputs[name] = value[:]
-            elif kind in (list, dict):
-                inputs[name] = copy.deepcopy(value)
-            else:
-                inputs[name] = value
-        out[node_id] = {**call, "inputs": inputs}
-    return out
 
 
 def _now_ms() -> int:

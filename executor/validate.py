@@ -6,6 +6,7 @@ links resolved, nodes in topological order.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,9 @@ class Graph:
     order: list[str]  # topological
     #: For each node, which of its outputs the graph's links read.
     read_outputs: dict[str, set[int]] = field(default_factory=dict)
+    #: With ``keep_source``: a copy of the workflow as validated, deep enough that later edits
+    #: of the caller's dict do not reach it (links and literal lists copied, scalars shared).
+    source: dict[str, Any] | None = None
 
 
 def _literal_list(value: Any) -> Any:
@@ -81,16 +85,23 @@ def validate(
     *,
     require_output: bool = True,
     known_outputs: Mapping[str, tuple[str, ...]] | None = None,
+    keep_source: bool = False,
 ) -> tuple[Graph | None, list[Issue]]:
     """Check every node, input, link and literal; return the runnable graph or all issues.
 
     ``known_outputs`` maps ids outside ``nodes`` (the enclosing graph, for expansions) to their
-    output types, so links may point there.
+    output types, so links may point there. ``keep_source`` fills ``Graph.source`` (copied in
+    the same pass, cheaper than copying afterwards).
     """
     issues: list[Issue] = []
     add = issues.append
     graph_nodes: dict[str, GraphNode] = {}
     known_outputs = known_outputs or {}
+    read_outputs: dict[str, set[int]] = {}
+    source: dict[str, Any] | None = {} if keep_source else None
+    # Whether every link points to a node listed earlier: then the listing is already a
+    # topological order (and the one the depth-first sort would give), so no sort is needed.
+    in_order = True
 
     types_of: dict[str, tuple[str, ...] | None] = {}  # a source feeds many inputs: look it up once
 
@@ -122,6 +133,7 @@ def validate(
         spec = cls.spec
         literals: dict[str, Any] = {}
         links: dict[str, tuple[str, int]] = {}
+        copied: dict[str, Any] = {}
         for name, value in raw_inputs.items():
             in_spec = spec.inputs.get(name)
             if in_spec is None:
@@ -150,7 +162,14 @@ def validate(
                               in_spec.type, types[index]))
                     continue
                 links[name] = (src, index)
+                read_outputs.setdefault(src, set()).add(index)
+                if src not in graph_nodes and src in nodes:
+                    in_order = False
+                if source is not None:
+                    copied[name] = value[:]
                 continue
+            if source is not None:
+                copied[name] = copy.deepcopy(value) if type(value) in _CONTAINERS else value
             coerced, problem = coerce_cached(in_spec, _literal_list(value) if type(value) is dict else value)
             if problem is not None:
                 expected: Any = in_spec.type
@@ -174,8 +193,10 @@ def validate(
                           f"required input '{name}' is not linked to a {in_spec.type} output",
                           in_spec.type, None))
         graph_nodes[node_id] = GraphNode(node_id, cls, literals, links)
+        if source is not None:
+            source[node_id] = {**call, "inputs": copied}
 
-    order, cycle_members = _toposort(graph_nodes)
+    order, cycle_members = (list(graph_nodes), set()) if in_order else _toposort(graph_nodes)
     if cycle_members:
         digraph = nx.DiGraph()
         digraph.add_edges_from(
@@ -200,11 +221,10 @@ def validate(
                   "at least one output node", None))
     if issues:
         return None, issues
-    read_outputs: dict[str, set[int]] = {}
-    for node in graph_nodes.values():
-        for src, index in node.links.values():
-            read_outputs.setdefault(src, set()).add(index)
-    return Graph(graph_nodes, order, read_outputs), []
+    return Graph(graph_nodes, order, read_outputs, source), []
+
+
+_CONTAINERS = (list, dict)  # literals that a caller could edit in place
 
 
 def _toposort(nodes: dict[str, GraphNode]) -> tuple[list[str], set[str]]:

@@ -52,6 +52,29 @@ def test_rerun_executes_nothing(ex, builder):
     assert again.ui == first.ui
 
 
+def test_edits_in_place_between_runs_are_seen(ex, builder):
+    """The executor reuses its last validation only for an equal workflow: editing the
+    caller's dict in place (a link, a literal list) must not slip past it."""
+    graph = chain(builder)
+    graph["bypass"] = {"class_type": "LG_TestAdd", "inputs": {"latent": ["t", 0], "amount": 100.0}}
+    first = ex.run(graph)
+    graph["out"]["inputs"]["latent"][0] = "bypass"  # the link list itself, edited in place
+    relinked = ex.run(graph)
+    assert relinked.executed == ["bypass", "out"] and relinked.ui["out"] == {"sum": [4 * (1.0 + 100.0)]}
+    assert relinked.ui != first.ui
+    graph["bypass"]["inputs"]["amount"] = {"__value__": [1, 2]}  # now invalid: not a float
+    with pytest.raises(WorkflowInvalid):
+        ex.run(graph)
+
+
+def test_a_workflow_listed_out_of_order_runs_in_dependency_order(ex, builder):
+    graph = chain(builder)
+    reversed_listing = dict(reversed(graph.items()))
+    result = ex.run(reversed_listing)
+    assert result.executed == ["t", "a0", "a1", "a2", "a3", "a4", "out"]
+    assert result.ui == ex.run(graph).ui
+
+
 def test_changing_one_literal_executes_exactly_its_descendants(ex, builder):
     graph = chain(builder)
     ex.run(graph)
