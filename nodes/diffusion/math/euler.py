@@ -90,5 +90,7 @@ def flow_euler_step(
     )
     sample = in_dtype(sample, torch.float32)
     prev_sample = plus(sample, plan.sigma_deltas[index] * model_output)
-    denoised = sample - plan.sigma_levels[index] * model_output if with_denoised else None
+    # One sigma, and in a run without previews only at a requested last step: indexing once is
+    # cheaper here than building the plan's table of every level.
+    denoised = sample - plan.sigmas[index] * model_output if with_denoised else None
     return in_dtype(prev_sample, model_output.dtype), denoised
