@@ -7,6 +7,7 @@ A cache entry is a node's whole result: its tuple of outputs and its UI payload.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -34,8 +35,12 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     """Memory held by a value: tensors by their bytes, modules by parameters and buffers,
     containers and dataclasses summed; anything else counts as a small object."""
     kind = type(value)
-    if kind is torch.Tensor:  # the common case first, without the generic walk
+    if kind is torch.Tensor:  # the common cases first, by exact type, without the generic walk
         return value.numel() * value.element_size()
+    if kind in _SCALAR_KINDS:
+        return _SMALL_OBJECT_BYTES
+    if kind is str:
+        return len(value) + _SMALL_OBJECT_BYTES
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, int | float | bool | type(None)):
@@ -55,13 +60,21 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     if isinstance(value, list | tuple | set | frozenset):
         return sum(nbytes(v, seen) for v in value) + _SMALL_OBJECT_BYTES
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return sum(nbytes(getattr(value, f.name), seen) for f in dataclasses.fields(value))
+        return sum([nbytes(getattr(value, name), seen) for name in _field_names(type(value))])
     reported = getattr(value, "nbytes", None)
     if isinstance(reported, int):
         return reported
     if hasattr(value, "__dict__"):
         return sum(nbytes(v, seen) for v in vars(value).values()) + _SMALL_OBJECT_BYTES
     return sys.getsizeof(value)
+
+
+_SCALAR_KINDS = frozenset({int, float, bool, type(None)})
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 _SMALL_KINDS = (int, float, bool, str, type(None))  # None: a lazy output left out
