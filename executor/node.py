@@ -182,6 +182,8 @@ class NodeSpec:
     outputs: tuple[OutputSpec, ...]
     reads_files: bool
     deprecated: bool = False
+    #: (output index, name) of each output the node may leave out when nothing reads it.
+    lazy_indices: tuple[tuple[int, str], ...] = ()
 
     @property
     def output_types(self) -> tuple[str, ...]:
@@ -369,6 +371,7 @@ def _compile_spec(cls: type[Node]) -> NodeSpec:
         outputs=tuple(outputs),
         reads_files=reads_files,
         deprecated=cls.deprecated,
+        lazy_indices=tuple((list(cls.Out.model_fields).index(name), name) for name in cls.lazy_outputs),
     )
 
 

@@ -273,13 +273,14 @@ class Executor:
     def _plan(self, graph: Graph, wanted: set[str], run: _Run) -> list[str]:
         """Nodes to execute: the wanted ones and their ancestors, stopping at cache hits."""
         needed: set[str] = set()
-        stack = [n for n in wanted if n in graph.nodes]
+        nodes = graph.nodes
+        stack = [n for n in wanted if n in nodes]
         while stack:
             node_id = stack.pop()
             if node_id in needed or node_id in run.values:
                 continue
             entry = self.cache.get(run.sigs[node_id])
-            if entry is None and self.cache.disk is not None and not graph.nodes[node_id].cls.spec.output_node:
+            if entry is None and self.cache.disk is not None and not nodes[node_id].cls.spec.output_node:
                 entry = self.cache.get_from_disk(run.sigs[node_id], self.device)
             if entry is not None and entry.skipped and (
                 node_id in wanted or not entry.skipped.isdisjoint(graph.read_outputs.get(node_id, ()))
@@ -290,7 +291,9 @@ class Executor:
                 run.cached.append(node_id)
                 continue
             needed.add(node_id)
-            stack.extend(src for src, _ in graph.nodes[node_id].links.values() if src in graph.nodes)
+            for src, _ in nodes[node_id].links.values():
+                if src in nodes:  # else a node of the enclosing graph, already run
+                    stack.append(src)
         return [n for n in graph.order if n in needed]
 
     def _execute(self, graph: Graph, wanted: list[str], run: _Run, parent: str | None) -> None:
@@ -385,25 +388,18 @@ class Executor:
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
 
 
-
-@functools.cache
-def _lazy_indices(cls: type) -> tuple[tuple[int, str], ...]:
-    names = cls.spec.output_names
-    return tuple((names.index(name), name) for name in cls.lazy_outputs)
-
-
 def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
     """The node's lazy outputs that nothing reads: no link in the graph, not a wanted node."""
     if node.id in wanted:
         return _NOTHING
-    read = graph.read_outputs.get(node.id, ())
-    unread = [name for index, name in _lazy_indices(node.cls) if index not in read]
+    read = graph.read_outputs.get(node.id, _NOTHING)
+    unread = [name for index, name in node.cls.spec.lazy_indices if index not in read]
     return frozenset(unread) if unread else _NOTHING
 
 
 def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
     """Indices of the unread lazy outputs the node left out."""
-    skipped = [i for i, name in _lazy_indices(cls) if outputs[i] is None and name in unread]
+    skipped = [i for i, name in cls.spec.lazy_indices if outputs[i] is None and name in unread]
     return _index_set(tuple(skipped)) if skipped else _NOTHING
 
 

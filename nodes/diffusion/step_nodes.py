@@ -174,7 +174,7 @@ class FlowEulerStep(Node):
         sample, output = checked_tensors(self, x, self.solvers)
         wanted = self.ctx.wants("denoised")
         prev, denoised = flow_euler_step(sample, output, x.plan, x.step, with_denoised=wanted)
-        self.ctx.progress(x.step + 1, len(x.plan), preview=lambda: latent_preview(
+        self.ctx.progress(x.step + 1, x.plan.num_steps, preview=lambda: latent_preview(
             denoised if denoised is not None else flow_euler_step(sample, output, x.plan, x.step)[1]))
         return {**x.sample, "samples": prev}, {"samples": denoised} if wanted else None
 
