@@ -263,12 +263,14 @@ class Executor:
         return graph
 
     def _sign(self, graph: Graph, run: _Run) -> None:
+        nodes, sigs, used, out_types = graph.nodes, run.sigs, run.used, run.out_types
         for node_id in graph.order:
-            node = graph.nodes[node_id]
-            fp = node.cls.fingerprint(node.literals, self.folders) if node.cls.spec.reads_files else None
-            run.sigs[node_id] = key = signature(node, run.sigs, fp)
-            run.used.add(key)
-            run.out_types[node_id] = node.cls.spec.output_types
+            node = nodes[node_id]
+            spec = node.cls.spec
+            fp = node.cls.fingerprint(node.literals, self.folders) if spec.reads_files else None
+            sigs[node_id] = key = signature(node, sigs, fp)
+            used.add(key)
+            out_types[node_id] = spec.output_types
 
     def _plan(self, graph: Graph, wanted: set[str], run: _Run) -> list[str]:
         """Nodes to execute: the wanted ones and their ancestors, stopping at cache hits."""

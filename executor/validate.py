@@ -143,7 +143,9 @@ def validate(
             if type(value) is list and (
                 len(value) == 2 and type(value[1]) is int and type(value[0]) is str or is_link(value)
             ):
-                src, index = str(value[0]), value[1]
+                src, index = value
+                if type(src) is not str:
+                    src = str(src)
                 types = types_of[src] if src in types_of else output_types(src)
                 if types is None:
                     if src in nodes or src in known_outputs:
@@ -162,7 +164,11 @@ def validate(
                               in_spec.type, types[index]))
                     continue
                 links[name] = (src, index)
-                read_outputs.setdefault(src, set()).add(index)
+                reads = read_outputs.get(src)
+                if reads is None:
+                    read_outputs[src] = {index}
+                else:
+                    reads.add(index)
                 if src not in graph_nodes and src in nodes:
                     in_order = False
                 if source is not None:
