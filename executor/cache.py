@@ -31,6 +31,9 @@ class Entry(NamedTuple):
     skipped: frozenset[int] = frozenset()
 
 
+_SCALAR_KINDS = frozenset({int, float, bool, type(None)})  # None also stands for a lazy output left out
+
+
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     """Memory held by a value: tensors by their bytes, modules by parameters and buffers,
     containers and dataclasses summed; anything else counts as a small object."""
@@ -69,15 +72,9 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     return sys.getsizeof(value)
 
 
-_SCALAR_KINDS = frozenset({int, float, bool, type(None)})
-
-
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
-
-
-_SMALL_KINDS = (int, float, bool, str, type(None))  # None: a lazy output left out
 
 
 def entry_bytes(entry: Entry) -> int:
@@ -92,7 +89,7 @@ def entry_bytes(entry: Entry) -> int:
             total += _SMALL_OBJECT_BYTES
             for item in value.values():
                 total += item.nbytes if type(item) is torch.Tensor else nbytes(item)
-        elif kind in _SMALL_KINDS:
+        elif kind in _SCALAR_KINDS:
             total += _SMALL_OBJECT_BYTES
         else:
             total += nbytes(value)
