@@ -1,6 +1,6 @@
 #!/usr/bin/env sh
 # Set up latentgraph in ./.venv: CPU torch 2.13.0 (unless a torch is already there), then the
-# package with its test extras. Safe to run again.
+# package with its test and editor extras. Safe to run again.
 set -eu
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -9,5 +9,5 @@ PYTHON="${PYTHON:-python3}"
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,editor]"
 echo "latentgraph installed in .venv"

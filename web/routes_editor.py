@@ -1,10 +1,14 @@
 """The visual editor: ComfyUI's own frontend served over our API, and what it asks for at startup.
 
-The frontend is the PyPI package ``comfyui-frontend-package`` (pinned in pyproject.toml); its
-wheel holds the built files under ``comfyui_frontend_package/static``, served here at ``/``
-(``index.html``) with the assets, shims (``/scripts/app.js`` that extensions import) and core
-extension files beside it. The per-user storage (settings, saved workflows) is in
-``routes_userdata``; our own editor extension is listed by ``/extensions`` (``routes_info``).
+The frontend is the PyPI package ``comfyui-frontend-package``, pinned by latentgraph's optional
+``editor`` extra (``pip install 'latentgraph[editor]'``): optional, so that inside ComfyUI, which
+pins and serves its own, nothing conflicts. Its wheel holds the built files under
+``comfyui_frontend_package/static``, served here at ``/`` (``index.html``) with the assets, shims
+(``/scripts/app.js`` that extensions import) and core extension files beside it. Without it the
+API works as ever and ``/`` answers a page saying how to get the editor (logged at startup too);
+another version than the pinned one is served, with a warning. The per-user storage (settings,
+saved workflows) is in ``routes_userdata``; our own editor extension is listed by
+``/extensions`` (``routes_info``).
 
 Templates are the shared graphs in ``graphs/``, laid out for the editor by
 :func:`latentgraph.executor.workflow.api_to_ui`. The editor's template browser reads two lists:
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,7 @@ from .routing import add_routes, json_error
 from .state import state_of
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 GRAPHS_DIR = Path(__file__).resolve().parents[1] / "graphs"
 TEMPLATE_MODULE = "latentgraph"
@@ -60,6 +66,38 @@ def frontend_version() -> str | None:
         return version("comfyui-frontend-package")
     except Exception:
         return None
+
+
+EDITOR_INSTALL = "pip install 'latentgraph[editor]'"
+FRONTEND_PACKAGE = "comfyui-frontend-package"
+
+
+def pinned_frontend_version() -> str | None:
+    """The frontend version latentgraph's ``editor`` extra pins, from the installed package's
+    metadata (None when that cannot be read, e.g. a source tree that was never installed)."""
+    try:
+        from importlib.metadata import requires
+
+        wanted = requires("latentgraph") or []
+    except Exception:
+        return None
+    for requirement in wanted:
+        match = re.match(re.escape(FRONTEND_PACKAGE) + r"\s*==\s*([^\s;]+)", requirement)
+        if match:
+            return match.group(1)
+    return None
+
+
+def frontend_problem() -> str | None:
+    """What is wrong with the editor's frontend, for the startup log; None when all is well."""
+    if frontend_root() is None:
+        return (f"the editor's frontend ({FRONTEND_PACKAGE}) is not installed, so / serves only a "
+                f"page saying how to get it; the API works. Install it with: {EDITOR_INSTALL}")
+    installed, pinned = frontend_version(), pinned_frontend_version()
+    if installed and pinned and installed != pinned:
+        return (f"{FRONTEND_PACKAGE} {installed} is installed but latentgraph's editor answers what "
+                f"{pinned} asks for; parts of the editor may not work. {EDITOR_INSTALL} installs {pinned}")
+    return None
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -293,17 +331,39 @@ def _file_handler(path: Path):
     return handler
 
 
+FRONTEND_MISSING_PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>latentgraph: the editor is not installed</title>
+<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto;line-height:1.5}}
+code{{background:#eee;padding:.1em .3em}}</style></head>
+<body><h1>The editor is not installed</h1>
+<p>This latentgraph server runs, and its API answers (<code>/prompt</code>, <code>/queue</code>,
+<code>/history</code>, <code>/object_info</code>, <code>/ws</code>, ...; the same under
+<code>/api/</code>), but the visual editor, ComfyUI's frontend from the package
+<code>{FRONTEND_PACKAGE}</code>, is not installed beside it.</p>
+<p>To get the editor, install latentgraph's <code>editor</code> extra in the same environment
+and restart the server:</p>
+<pre><code>{EDITOR_INSTALL}</code></pre>
+<p>(from a clone: <code>pip install -e '.[editor]'</code>). Without it, workflows still run with
+<code>latentgraph run</code> and <code>latentgraph submit</code>.</p>
+</body></html>
+"""
+
+
 async def _frontend_missing(request: web.Request) -> web.Response:
-    return web.Response(status=503, content_type="text/plain", text=(
-        "The editor's frontend is not installed: pip install comfyui-frontend-package "
-        "(the version pinned in latentgraph's pyproject.toml). The API answers under /api/."))
+    # 503: the server is up, this one service of it is not; browsers show the page all the same.
+    return web.Response(status=503, content_type="text/html", text=FRONTEND_MISSING_PAGE,
+                        headers=_NO_CACHE)
 
 
 def register(app: web.Application) -> None:
     add_routes(app, routes)
+    problem = frontend_problem()
+    if problem is not None:
+        log.warning("%s", problem)
     root = frontend_root()
     if root is None:
         app.router.add_get("/", _frontend_missing)
+        app.router.add_get("/index.html", _frontend_missing)
     else:
         _frontend_routes(app, root)
 

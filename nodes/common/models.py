@@ -19,7 +19,15 @@ def build_empty(factory: Callable[[], ModuleT]) -> ModuleT:
     """``factory()`` with torch's and transformers' weight initialisers switched off: every
     parameter is overwritten by the checkpoint, and initialising a billion parameters at random
     first costs seconds. (transformers' context patches ``torch.nn.init`` for both libraries.)"""
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x, e.g. pinned by something else in a ComfyUI environment
+        from importlib.metadata import version
+
+        raise RuntimeError(
+            f"latentgraph needs transformers 5 or newer, this environment has {version('transformers')}: "
+            "pip install 'transformers>=5'"
+        ) from None
 
     with no_init_weights():
         return factory()

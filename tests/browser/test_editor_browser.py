@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import var_fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("LATENTGRAPH_SHARED", REPO.parent / "shared"))
-VAR_FIXTURES = SHARED / "fixtures" / "var"
+VAR_FIXTURES = var_fixtures()  # beside the repository, or where LATENTGRAPH_FIXTURES points
 SHOTS = os.environ.get("LATENTGRAPH_BROWSER_SHOTS")
 START_TIMEOUT_S = 60
 RUN_TIMEOUT_MS = 60_000

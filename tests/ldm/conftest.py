@@ -49,9 +49,12 @@ def sd_root(tmp_path_factory: pytest.TempPathFactory, sd_components: dict) -> Fo
         if k.startswith("model.diffusion_model.")
     }
     save_file(unet, str(sd / "unet_ldm.safetensors"))
+    # A standalone CLIP-L file keys its tensors under text_model., as CLIPTextModel did before
+    # transformers 5.x dropped that prefix from its own parameter names.
     clip = sd_components["text_encoder"].state_dict()
     save_file(
-        {f"text_model.{k}": v.contiguous() for k, v in clip.items()}, str(sd / "clip_l.safetensors")
+        {k if k.startswith("text_model.") else f"text_model.{k}": v.contiguous() for k, v in clip.items()},
+        str(sd / "clip_l.safetensors"),
     )
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (sd_tiny.IMAGE, sd_tiny.IMAGE, 3), dtype=np.uint8)).save(

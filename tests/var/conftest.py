@@ -1,31 +1,30 @@
 """Shared fixtures for the VAR golden-parity tests.
 
 The golden files in shared/fixtures/var were produced by the official FoundationVision/VAR code
-(see the README there). Weights are stored as float8 and loaded with an exact `.float()`.
+(see the README there). Weights are stored as float8 and loaded with an exact `.float()`. They
+are looked for beside the repository, or where LATENTGRAPH_FIXTURES points (fixture_paths.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from fixture_paths import HOW_TO_POINT, var_fixtures
 from latentgraph.nodes.var.model import VAR, VQVAE, load_var, load_vqvae
 from safetensors.torch import load_file
 
-FIXTURE_DIR = Path(
-    os.environ.get("LATENTGRAPH_SHARED", Path(__file__).resolve().parents[2].parent / "shared")
-) / "fixtures" / "var"
+FIXTURE_DIR = var_fixtures()
 
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    if not FIXTURE_DIR.is_dir():
-        pytest.skip(f"VAR golden fixtures not found at {FIXTURE_DIR}")
+    if not (FIXTURE_DIR / "configs.json").is_file():
+        pytest.skip(f"VAR golden fixtures not found at {FIXTURE_DIR}: {HOW_TO_POINT}")
     return FIXTURE_DIR
 
 

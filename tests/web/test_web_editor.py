@@ -9,12 +9,16 @@ import os
 import re
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from latentgraph.executor.workflow import parse_api, ui_to_api
+from latentgraph.web import queue_store
+from latentgraph.web.queue_store import QueuedPrompt, QueueStore, RunOutcome
 from latentgraph.web.routes_editor import GRAPHS_DIR, frontend_root, load_templates
+from latentgraph.web.routes_jobs import history_job
 from web_helpers import queue_prompt, save_graph, wait_for_history, web_registry
 
 pytestmark = pytest.mark.asyncio
@@ -54,14 +58,36 @@ async def test_index_and_assets_are_served(client):
         assert b"importlib" not in await response.read()
 
 
-async def test_without_the_frontend_root_says_how_to_install_it(aiohttp_client, make_config, monkeypatch):
+async def test_without_the_frontend_package_says_how_to_install_it(aiohttp_client, make_config, monkeypatch,
+                                                                     caplog):
+    import sys
+
+    from latentgraph.web import create_app
+
+    # The package absent, as after a plain `pip install latentgraph`: importing it fails.
+    monkeypatch.setitem(sys.modules, "comfyui_frontend_package", None)
+    assert frontend_root() is None
+    with caplog.at_level("WARNING", logger="latentgraph.web.routes_editor"):
+        client = await aiohttp_client(create_app(make_config(), registry=web_registry()))
+    assert any("pip install 'latentgraph[editor]'" in r.getMessage() for r in caplog.records)
+    for path in ("/", "/index.html"):
+        response = await client.get(path)
+        page = await response.text()
+        assert response.status == 503 and response.content_type == "text/html", path
+        assert "pip install 'latentgraph[editor]'" in page
+    assert (await client.get("/api/settings")).status == 200  # the API does not need it
+    assert (await client.get("/object_info")).status == 200
+    assert (await client.get("/templates/index.json")).status == 200
+
+
+async def test_another_frontend_version_is_served_with_a_warning(client, make_config, monkeypatch, caplog):
     from latentgraph.web import create_app, routes_editor
 
-    monkeypatch.setattr(routes_editor, "frontend_root", lambda: None)
-    client = await aiohttp_client(create_app(make_config(), registry=web_registry()))
-    response = await client.get("/")
-    assert response.status == 503 and "pip install comfyui-frontend-package" in await response.text()
-    assert (await client.get("/api/settings")).status == 200  # the API does not need it
+    monkeypatch.setattr(routes_editor, "pinned_frontend_version", lambda: "0.0.1")
+    with caplog.at_level("WARNING", logger="latentgraph.web.routes_editor"):
+        create_app(make_config(), registry=web_registry())
+    assert any("0.0.1" in r.getMessage() and "may not work" in r.getMessage() for r in caplog.records)
+    assert (await client.get("/")).status == 200
 
 
 async def test_extensions_list_ours(client):
@@ -380,3 +406,95 @@ async def test_jobs_list_pending_prompts(paused_client):
     assert len(page["jobs"]) == 1 and page["pagination"]["total"] == 2 and not page["pagination"]["has_more"]
     detail = await (await paused_client.get(f"/api/jobs/{first['prompt_id']}")).json()
     assert detail["status"] == "pending"
+
+
+def _finished(store: QueueStore, number: int, prompt_id: str, extra: dict[str, Any], ok: bool,
+              start: int, end: int) -> None:
+    store.enqueue(QueuedPrompt(number, prompt_id, {"1": {"class_type": "LG_Float", "inputs": {}}}, extra, []))
+    assert store.claim_next().prompt_id == prompt_id
+    last = "execution_success" if ok else "execution_error"
+    store.finish(prompt_id, RunOutcome({}, "success" if ok else "error", ok,
+                                       [["execution_start", {"timestamp": start}], [last, {"timestamp": end}]]))
+
+
+def _fill_history(data_dir: Path, count: int) -> list[str]:
+    """``count`` finished prompts straight into the server's store: every third failed, two
+    workflows, create times in order, durations with ties (ids in the order they finished)."""
+    store = QueueStore(data_dir / "latentgraph.sqlite3")
+    ids = [f"p{i:03}" for i in range(count)]
+    for i, prompt_id in enumerate(ids):
+        extra = {"create_time": 10_000 + 10 * i, "extra_pnginfo": {"workflow": {"id": f"w{i % 2}"}}}
+        _finished(store, i + 1, prompt_id, extra, ok=i % 3 != 0, start=20_000 + i, end=20_000 + i + i % 4)
+    store.close()
+    return ids
+
+
+def _reference_page(jobs: list[dict[str, Any]], queued: int, params: dict[str, str]) -> list[str]:
+    """The page as the decode-everything implementation defined it: filter, then sort by the key
+    (queue jobs first among equal keys, finished ones in the order they finished, reversed for
+    desc), then slice."""
+    wanted = set(params.get("status", "pending,in_progress,completed,failed").replace("cancelled", "failed").split(","))
+    duration = params.get("sort_by") == "execution_duration"
+    descending = params.get("sort_order", "desc") != "asc"
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[float, int, int]:
+        index, job = item
+        value = job["execution_end_time"] - job["execution_start_time"] if duration and "execution_end_time" in job \
+            else (0 if duration else job["create_time"])
+        group = 0 if index < queued else 1
+        position = index if group == 0 or not descending else -index
+        return (-value if descending else value, group, position)
+
+    chosen = [(i, job) for i, job in enumerate(jobs) if job["status"] in wanted
+              and params.get("workflow_id") in (None, job.get("workflow_id"))]
+    offset, limit = int(params.get("offset", 0)), int(params.get("limit", 10**9))
+    return [job["id"] for _, job in sorted(chosen, key=key)][offset:offset + limit]
+
+
+async def test_jobs_pages_match_the_whole_list(make_client, data_dir):
+    _fill_history(data_dir, 30)
+    client = await make_client(run_queue=False)
+    for create_time in (10_095, 99_999):  # one among the finished ones, one after all of them
+        await queue_prompt(client, save_graph(prefix=str(create_time)), extra_data={"create_time": create_time})
+    listed = (await (await client.get("/api/jobs", params={"status": "pending"})).json())["jobs"]
+    order = [item[1] for item in (await (await client.get("/queue")).json())["queue_pending"]]
+    queued = sorted(listed, key=lambda job: order.index(job["id"]))  # in queue order
+    history = await (await client.get("/history")).json()
+    everything = queued + [history_job(prompt_id, entry) for prompt_id, entry in history.items()]
+    cases = [{"limit": "5"}, {"limit": "5", "offset": "3"}, {"limit": "4", "offset": "28"},
+             {"limit": "7", "sort_order": "asc"}, {"limit": "6", "offset": "2", "sort_by": "execution_duration"},
+             {"limit": "9", "sort_by": "execution_duration", "sort_order": "asc", "offset": "1"},
+             {"status": "failed", "limit": "3", "offset": "2"}, {"status": "completed,cancelled", "limit": "50"},
+             {"status": "completed,failed", "limit": "5", "offset": "10", "workflow_id": "w1"},
+             {"workflow_id": "w0", "limit": "4"}, {"status": "pending", "limit": "1", "offset": "1"}, {}]
+    for params in cases:
+        answer = await (await client.get("/api/jobs", params=params)).json()
+        assert [job["id"] for job in answer["jobs"]] == _reference_page(everything, len(queued), params), params
+        assert answer["jobs"] == [next(j for j in everything if j["id"] == job["id"]) for job in answer["jobs"]]
+        total = len(_reference_page(everything, len(queued), {**params, "offset": "0", "limit": str(10**9)}))
+        assert answer["pagination"]["total"] == total, params
+        assert answer["pagination"]["has_more"] == (int(params.get("offset", 0)) + len(answer["jobs"]) < total)
+
+
+async def test_a_page_of_jobs_decodes_only_its_rows(make_client, data_dir, monkeypatch):
+    ids = _fill_history(data_dir, 60)
+    client = await make_client(run_queue=False, history_page_limit=20)
+    decoded: list[str] = []
+
+    def counting_loads(text: str, **kwargs: Any) -> Any:
+        decoded.append(text)
+        return json.loads(text, **kwargs)
+
+    monkeypatch.setattr(queue_store, "json", SimpleNamespace(**{**vars(json), "loads": counting_loads}))
+    for params in ({"limit": "5"}, {"limit": "5", "offset": "50"},
+                   {"status": "completed,failed,cancelled", "limit": "5", "offset": "20"}):
+        decoded.clear()
+        answer = await (await client.get("/api/jobs", params=params)).json()
+        offset = int(params.get("offset", 0))
+        assert [job["id"] for job in answer["jobs"]] == ids[::-1][offset:offset + 5]
+        assert answer["pagination"]["total"] == 60 and answer["pagination"]["has_more"]
+        assert len(decoded) <= 5 * 5, params  # five JSON columns per row, five rows
+    decoded.clear()
+    capped = await (await client.get("/api/jobs")).json()  # no limit: the configured page size
+    assert len(capped["jobs"]) == 20 and capped["pagination"]["limit"] == 20 and len(decoded) <= 20 * 5
+    assert len((await (await client.get("/api/jobs", params={"limit": "500"})).json())["jobs"]) == 20
