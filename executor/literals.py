@@ -28,7 +28,10 @@ def _coerce_type(type_name: str, value: Any) -> tuple[Any, Problem | None]:
     if type_name == FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, ("invalid_input_type", f"expected a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range (JSON allows 4300 digits)
+            return None, ("invalid_input_type", "expected a number, got an integer too large for a float")
         if math.isnan(value):
             return None, ("invalid_input_type", "expected a number, got NaN")
         return value, None

@@ -401,14 +401,17 @@ class NodeRegistry:
         self._nodes[node.class_type] = node
         return node
 
-    def get(self, class_type: str) -> type[Node] | None:
-        return self._nodes.get(class_type)
+    def get(self, class_type: object) -> type[Node] | None:
+        try:
+            return self._nodes.get(class_type)  # type: ignore[call-overload]
+        except TypeError:  # unhashable: a malformed workflow's class_type (a list) names no node
+            return None
 
     def __getitem__(self, class_type: str) -> type[Node]:
         return self._nodes[class_type]
 
     def __contains__(self, class_type: object) -> bool:
-        return class_type in self._nodes
+        return self.get(class_type) is not None
 
     def __iter__(self):
         return iter(self._nodes.values())

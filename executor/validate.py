@@ -7,6 +7,7 @@ links resolved, nodes in topological order.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
+from .jsonio import MAX_DEPTH, InvalidJson, check_tree
 from .literals import coerce_cached
 from .node import Node, NodeRegistry
 from .types import accepts
@@ -174,8 +176,17 @@ def validate(
                 if source is not None:
                     copied[name] = value[:]
                 continue
-            if source is not None:
-                copied[name] = copy.deepcopy(value) if type(value) in _CONTAINERS else value
+            if type(value) in _CONTAINERS:
+                try:  # a literal list or object: before anything walks it recursively
+                    check_tree(value, MAX_DEPTH, finite=False)
+                except InvalidJson as err:
+                    add(Issue(node_id, class_type, name, "invalid_input_type", str(err), in_spec.type,
+                              _jsonable(value)))
+                    continue
+                if source is not None:
+                    copied[name] = copy.deepcopy(value)
+            elif source is not None:
+                copied[name] = value
             coerced, problem = coerce_cached(in_spec, _literal_list(value) if type(value) is dict else value)
             if problem is not None:
                 expected: Any = in_spec.type
@@ -281,13 +292,22 @@ def _structure_issues(node_id: str, call: Any, add: Any) -> None:
                       "class_type: string, inputs: object", _jsonable(e.get("input"))))
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+_JSONABLE_DEPTH = 16  # an error report shows the start of a nested value, not all of it
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as strict JSON can carry it, for an issue's ``received``: non-finite floats
+    and other objects as their repr, nesting cut at ``_JSONABLE_DEPTH`` levels."""
+    if value is None or isinstance(value, str | int | bool):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, list | tuple | Mapping) and depth >= _JSONABLE_DEPTH:
+        return "..."
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     return repr(value)
 
 
@@ -324,21 +344,85 @@ def node_errors(issues: list[Issue], nodes: Mapping[str, Any] | None = None) -> 
     return {"error": error, "node_errors": by_node}
 
 
+#: At most this many dependent outputs are listed per broken node: listing all of them costs
+#: time quadratic in the graph (a chain whose every node also feeds an output of its own).
+DEPENDENT_OUTPUTS_SHOWN = 100
+
+
 def _fill_dependent_outputs(by_node: dict[str, Any], nodes: Mapping[str, Any]) -> None:
-    """For each broken node, the output nodes downstream of it (as ComfyUI lists them)."""
+    """For each broken node, the output nodes downstream of it (as ComfyUI lists them): the
+    nodes reachable from it that feed nothing, at most :data:`DEPENDENT_OUTPUTS_SHOWN`."""
     children: dict[str, list[str]] = {}
     for node_id, call in nodes.items():
         inputs = call.get("inputs", {}) if isinstance(call, Mapping) else {}
         for value in inputs.values() if isinstance(inputs, Mapping) else ():
             if is_link(value):
                 children.setdefault(str(value[0]), []).append(node_id)
+    leaves = _reachable_leaves(list(by_node), children, DEPENDENT_OUTPUTS_SHOWN)
     for node_id, entry in by_node.items():
-        seen, stack = set(), [node_id]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            stack.extend(children.get(current, []))
-        leaves = [n for n in seen if not children.get(n)]
-        entry["dependent_outputs"] = sorted(leaves)
+        entry["dependent_outputs"] = sorted(leaves[node_id])
+
+
+def _reachable_leaves(starts: list[str], children: Mapping[str, list[str]], cap: int) -> dict[str, Any]:
+    """node -> the set of childless nodes reachable from it (itself included), for every node
+    reachable from ``starts``; each set cut at ``cap`` members.
+
+    One pass of Tarjan's strongly connected components, iterative: a component is finished
+    only after every component it reaches, so its set is the union of theirs (the members of a
+    cycle share one set), computed once, and a node with one way out shares its child's set.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    leaves_of: dict[str, Any] = {}  # filled as components finish
+    no_children: list[str] = []
+    for root in starts:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(children.get(root, no_children)))]
+        while work:
+            node, pending = work[-1]
+            for child in pending:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(children.get(child, no_children))))
+                    break
+                if child in on_stack and index[child] < low[node]:
+                    low[node] = index[child]
+            else:
+                work.pop()
+                if work and low[node] < low[work[-1][0]]:
+                    low[work[-1][0]] = low[node]
+                if low[node] != index[node]:
+                    continue
+                members = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    members.append(member)
+                    if member == node:
+                        break
+                if len(members) == 1 and not children.get(node):
+                    found: Any = frozenset((node,))
+                else:
+                    inside = set(members)
+                    outside = [leaves_of[c] for m in members for c in children.get(m, ()) if c not in inside]
+                    distinct = {id(s): s for s in outside}
+                    if len(distinct) == 1:
+                        found = outside[0]
+                    else:
+                        union: set[str] = set()
+                        for part in distinct.values():
+                            union.update(part)
+                            if len(union) >= cap:
+                                break
+                        found = frozenset(sorted(union)[:cap])
+                for member in members:
+                    leaves_of[member] = found
+    return leaves_of

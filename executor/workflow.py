@@ -10,7 +10,6 @@ literal list (so it is never mistaken for a link).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, RootModel
 
+from . import jsonio
 from .node import NodeRegistry
 from .types import WIDGET_TYPES
 
 
 class WorkflowFormatError(ValueError):
-    """The data is not a workflow in any format we read."""
+    """The data is not a workflow in any format we read.
+
+    ``node_id`` (and ``input``) name the node (and its input) where the problem is, when it is
+    in one node: hosts report it there, as they report validation issues.
+    """
+
+    def __init__(self, message: str, *, node_id: str | None = None, input: str | None = None) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+        self.input = input
 
 
 class NodeCall(BaseModel):
@@ -101,8 +110,8 @@ def load_workflow(
     if raw.startswith(b"\x89PNG"):
         return _from_png(path, registry)
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = jsonio.loads(raw)
+    except jsonio.InvalidJson as err:
         raise WorkflowFormatError(f"{path} is neither JSON nor a PNG with a workflow: {err}") from None
     return _from_data(data, registry, str(path))
 
@@ -125,13 +134,14 @@ def _from_png(path: Path, registry: NodeRegistry | None) -> Workflow:
     except Exception as err:  # PIL raises many types for damaged files
         raise WorkflowFormatError(f"{path} is not a readable PNG: {err}") from None
     try:
-        ui = json.loads(text["workflow"]) if "workflow" in text else None
+        ui = jsonio.loads(text["workflow"]) if "workflow" in text else None
         if "prompt" in text:
-            return Workflow(nodes=parse_api(json.loads(text["prompt"])), ui=ui, source=str(path))
-        if ui is not None:
-            return _from_data(ui, registry, str(path))
-    except json.JSONDecodeError as err:
+            return Workflow(nodes=parse_api(jsonio.loads(text["prompt"])),
+                            ui=ui if isinstance(ui, dict) else None, source=str(path))
+    except jsonio.InvalidJson as err:
         raise WorkflowFormatError(f"{path}: the workflow stored in the PNG is damaged: {err}") from None
+    if ui is not None:
+        return _from_data(ui, registry, str(path))
     raise WorkflowFormatError(f"{path} carries no workflow (no 'prompt' or 'workflow' text chunk)")
 
 
@@ -140,19 +150,96 @@ def _from_png(path: Path, registry: NodeRegistry | None) -> Workflow:
 _SEED_CONTROLS = frozenset({"fixed", "increment", "decrement", "randomize"})
 _MUTED, _BYPASSED = 2, 4
 _VIRTUAL = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
+UiId = int | str  # the editor numbers nodes and links; newer frontends also write strings
 
 
-def _links_by_id(ui: Mapping[str, Any]) -> dict[int, tuple[int, int, int, int]]:
-    """link id -> (origin node, origin slot, target node, target slot), both link spellings."""
-    links = {}
-    for link in ui.get("links") or []:
-        if isinstance(link, list) and len(link) >= 5:
-            links[link[0]] = (link[1], link[2], link[3], link[4])
-        elif isinstance(link, dict):
-            links[link["id"]] = (
-                link["origin_id"], link["origin_slot"], link["target_id"], link["target_slot"]
-            )
+def _kind(value: Any) -> str:
+    """The JSON type of ``value``, for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _ui_id(value: Any, what: str, node_id: str | None = None, input: str | None = None) -> UiId:
+    if type(value) is int or type(value) is str:  # not bool, not float: 1.0 would never match 1's key
+        return value
+    raise WorkflowFormatError(f"{what} must be an integer or a string, not {_kind(value)}",
+                              node_id=node_id, input=input)
+
+
+def _links_by_id(ui: Mapping[str, Any]) -> dict[UiId, tuple[UiId, int]]:
+    """link id -> (origin node, origin slot), from either spelling of a link (a list
+    ``[id, origin_id, origin_slot, target_id, target_slot, type]`` or an object with those keys);
+    the target is the input that names the link, so its half of the link is not needed."""
+    raw = ui.get("links")
+    if raw is None:
+        return {}
+    if type(raw) is not list:
+        raise WorkflowFormatError(f"'links' must be a list, not {_kind(raw)}")
+    links: dict[UiId, tuple[UiId, int]] = {}
+    for i, link in enumerate(raw):
+        if type(link) is list and len(link) >= 5:
+            link_id, origin, slot = link[0], link[1], link[2]
+        elif type(link) is dict:
+            missing = [key for key in ("id", "origin_id", "origin_slot") if key not in link]
+            if missing:
+                raise WorkflowFormatError(f"links[{i}] has no {', '.join(repr(k) for k in missing)}")
+            link_id, origin, slot = link["id"], link["origin_id"], link["origin_slot"]
+        elif link is None:
+            continue
+        else:
+            raise WorkflowFormatError(
+                f"links[{i}] must be [id, origin_id, origin_slot, target_id, target_slot, type] or an"
+                f" object with those keys, not {_kind(link)}" + (f" of {len(link)}" if type(link) is list else ""))
+        if type(slot) is not int or slot < 0:
+            raise WorkflowFormatError(f"links[{i}]'s origin slot must be an output index (0, 1, ...), "
+                                      f"not {_kind(slot) if type(slot) is not int else slot}")
+        links[_ui_id(link_id, f"links[{i}]'s id")] = (_ui_id(origin, f"links[{i}]'s origin node id"), slot)
     return links
+
+
+def _ui_nodes(ui: Mapping[str, Any]) -> dict[UiId, dict[str, Any]]:
+    """node id -> node, after checking every part of a node the conversion reads."""
+    nodes: dict[UiId, dict[str, Any]] = {}
+    for i, node in enumerate(ui["nodes"]):
+        if type(node) is not dict:
+            raise WorkflowFormatError(f"nodes[{i}] must be an object, not {_kind(node)}")
+        if "id" not in node:
+            raise WorkflowFormatError(f"nodes[{i}] has no 'id'")
+        node_id = _ui_id(node["id"], f"nodes[{i}]'s id")
+        name = str(node_id)
+        kind = node.get("type")
+        if type(kind) is not str:
+            raise WorkflowFormatError(f"node {name}: 'type' (the node's class) must be a string, not {_kind(kind)}",
+                                      node_id=name)
+        if type(node.get("mode") or 0) is not int:
+            raise WorkflowFormatError(f"node {name}: 'mode' must be an integer, not {_kind(node['mode'])}",
+                                      node_id=name)
+        for key in ("inputs", "outputs"):
+            entries = node.get(key)
+            if entries is None:
+                continue
+            if type(entries) is not list:
+                raise WorkflowFormatError(f"node {name}: '{key}' must be a list, not {_kind(entries)}",
+                                          node_id=name)
+            for j, entry in enumerate(entries):
+                if type(entry) is not dict:
+                    raise WorkflowFormatError(f"node {name}: {key}[{j}] must be an object, not {_kind(entry)}",
+                                              node_id=name)
+                if key == "outputs":
+                    continue
+                input_name = entry.get("name")
+                if type(input_name) is not str and kind not in _VIRTUAL:
+                    raise WorkflowFormatError(f"node {name}: inputs[{j}] needs a 'name' (a string)",
+                                              node_id=name)
+                if entry.get("link") is not None:
+                    _ui_id(entry["link"], f"node {name}: the link of input '{input_name}'", name,
+                           input_name if type(input_name) is str else None)
+        values = node.get("widgets_values")
+        if values is not None and type(values) is not list and type(values) is not dict:
+            raise WorkflowFormatError(f"node {name}: 'widgets_values' must be a list or an object, "
+                                      f"not {_kind(values)}", node_id=name)
+        nodes[node_id] = node
+    return nodes
 
 
 def ui_to_api(ui: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[str, Any]]:
@@ -162,40 +249,63 @@ def ui_to_api(ui: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[s
     value ("fixed", "randomize", ...) the editor stores after seed widgets. Muted nodes are
     dropped; bypassed nodes, reroutes and primitive nodes are resolved into direct links or
     literals, as ComfyUI's frontend does when it queues a graph.
+
+    Raises :class:`WorkflowFormatError` (naming the node, or the entry of ``nodes``/``links``)
+    for data that is not shaped like a UI-format graph; what the shape allows but the node
+    schemas do not (an unknown class, a bad literal) is validation's to report.
     """
-    nodes = {n["id"]: n for n in ui.get("nodes", []) if isinstance(n, dict) and "id" in n}
+    if type(ui.get("nodes")) is not list:
+        raise WorkflowFormatError(f"'nodes' must be a list, not {_kind(ui.get('nodes'))}")
+    nodes = _ui_nodes(ui)
     links = _links_by_id(ui)
 
-    def source_of(link_id: int | None, seen: frozenset = frozenset()) -> Any:
-        """Follow a link through reroutes/bypasses to a real output, or to a primitive's value."""
-        if link_id is None or link_id not in links or link_id in seen:
-            return None
-        origin, slot, _, _ = links[link_id]
-        node = nodes.get(origin)
-        if node is None:
-            return [str(origin), slot]
-        kind, mode = node.get("type"), node.get("mode", 0)
-        if kind == "PrimitiveNode":
-            values = node.get("widgets_values") or [None]
-            return {"__literal__": values[0]}
-        if kind == "Reroute" or mode == _BYPASSED:
-            out_type = (node.get("outputs") or [{}])[slot].get("type") if node.get("outputs") else None
-            for inp in node.get("inputs") or []:
-                if inp.get("link") is not None and (kind == "Reroute" or inp.get("type") == out_type):
-                    return source_of(inp["link"], seen | {link_id})
-            return None
-        return [str(origin), slot]
+    resolved: dict[UiId, Any] = {}  # link id -> its source: many inputs may share one chain
+
+    def source_of(link_id: UiId | None) -> Any:
+        """Follow a link through reroutes/bypasses to a real output, or to a primitive's value.
+
+        A loop rather than recursion, and every link passed on the way remembers the answer:
+        a chain of reroutes may be as long as the graph, and many inputs may end in it."""
+        path: list[UiId] = []
+        source: Any = None
+        while link_id is not None and link_id in links:
+            if link_id in resolved:
+                source = resolved[link_id]
+                break
+            resolved[link_id] = None  # a link met again on this walk is a loop: no source
+            path.append(link_id)
+            origin, slot = links[link_id]
+            node = nodes.get(origin)
+            if node is None:
+                source = [str(origin), slot]
+                break
+            kind, mode = node["type"], node.get("mode") or 0
+            if kind == "PrimitiveNode":
+                values = node.get("widgets_values")
+                source = {"__literal__": values[0] if type(values) is list and values else None}
+                break
+            if kind != "Reroute" and mode != _BYPASSED:
+                source = [str(origin), slot]
+                break
+            outputs = node.get("outputs") or []
+            out_type = outputs[slot].get("type") if slot < len(outputs) else None
+            link_id = next((inp["link"] for inp in node.get("inputs") or ()
+                            if inp.get("link") is not None and (kind == "Reroute" or inp.get("type") == out_type)),
+                           None)
+        for passed in path:
+            resolved[passed] = source
+        return source[:] if type(source) is list else source
 
     api: dict[str, dict[str, Any]] = {}
     for node_id, node in nodes.items():
-        kind = node.get("type")
-        if kind in _VIRTUAL or node.get("mode", 0) in (_MUTED, _BYPASSED):
+        kind = node["type"]
+        if kind in _VIRTUAL or (node.get("mode") or 0) in (_MUTED, _BYPASSED):
             continue
         node_cls = registry.get(kind)
         inputs: dict[str, Any] = {}
         if node_cls is not None:
             inputs.update(_widget_inputs(node_cls.spec, node.get("widgets_values")))
-        for inp in node.get("inputs") or []:
+        for inp in node.get("inputs") or ():
             src = source_of(inp.get("link"))
             if isinstance(src, dict):
                 inputs[inp["name"]] = src["__literal__"]
@@ -208,18 +318,21 @@ def ui_to_api(ui: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[s
     return api
 
 
-def _widget_inputs(spec: Any, values: Any) -> dict[str, Any]:
+def _widget_inputs(spec: Any, values: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
     widgets = [s for s in spec.inputs.values() if s.socket.type in WIDGET_TYPES and not s.hints.get("forceInput")]
     if isinstance(values, dict):
         return {s.name: values[s.name] for s in widgets if s.name in values}
     out: dict[str, Any] = {}
-    queue = list(values or [])
+    values = values or []
+    at = 0
     for spec_in in widgets:
-        if not queue:
+        if at >= len(values):
             break
-        out[spec_in.name] = queue.pop(0)
-        if spec_in.type == "INT" and queue and queue[0] in _SEED_CONTROLS:
-            queue.pop(0)
+        out[spec_in.name] = values[at]
+        at += 1
+        # the seed control after a seed widget; any other value (a list, a number) is the next widget's
+        if spec_in.type == "INT" and at < len(values) and type(values[at]) is str and values[at] in _SEED_CONTROLS:
+            at += 1
     return out
 
 

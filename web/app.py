@@ -26,6 +26,7 @@ from . import (
 )
 from .config import ServerConfig
 from .queue_store import QueueStore
+from .routing import unexpected_errors
 from .runner import PromptRunner
 from .security import add_security_headers, check_bind, security_middlewares
 from .state import STATE, ServerState
@@ -57,8 +58,10 @@ def create_app(
         folder.mkdir(parents=True, exist_ok=True)
     if executor is None:
         executor = Executor(device=config.device, cache_bytes=config.cache_bytes, registry=registry,
-                            folders=folders)
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=security_middlewares(config))
+                            folders=folders, limits=config.limits)
+    # unexpected_errors outermost: whatever fails below it is answered in JSON, and logged.
+    app = web.Application(client_max_size=config.max_body_bytes,
+                          middlewares=[unexpected_errors, *security_middlewares(config)])
     app[STATE] = ServerState(config=config, executor=executor, hub=ClientHub())
     app.on_response_prepare.append(add_security_headers)
     for module in ROUTE_MODULES:

@@ -88,7 +88,7 @@ async def submit(
             async with session.ws_connect(ws_url, heartbeat=30.0) as ws:
                 async with session.post(_endpoint(base, "/prompt"), json=body) as response:
                     answer = await _json(response)
-                if response.status == 400:
+                if response.status in (400, 413):  # invalid, or over the server's size limits
                     return SubmitOutcome(EXIT_INVALID, rejection=answer)
                 if response.status != 200 or "prompt_id" not in answer:
                     raise SubmitError(f"POST /prompt answered {response.status}: {answer}")

@@ -3,6 +3,9 @@
 Everything is checked before a prompt is queued: the body's shape, the graph (through the
 executor's validation, which reports every problem at once) and the files that upload inputs
 name, so a typo or a path outside the input folder is a 400 now rather than a failure later.
+
+Nothing here touches the event loop: the route runs a large prompt's checks on a worker thread.
+A prompt of more than ``max_nodes`` nodes is refused (413) before it is converted or validated.
 """
 
 from __future__ import annotations
@@ -23,22 +26,50 @@ from ..executor import (
     validate,
 )
 from ..executor.paths import UnsafePath, confined
+from ..executor.workflow import is_ui_format
 from .queue_store import QueuedPrompt
+from .routing import error_body
 
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class PromptRejected(Exception):
-    """The prompt was not queued; ``body`` is the JSON to answer with (status 400)."""
+    """The prompt was not queued; ``body`` is the JSON to answer with, ``status`` the HTTP
+    status (400; 413 for a prompt over the size limit)."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], status: int = 400) -> None:
         self.body = body
+        self.status = status
         super().__init__(body["error"]["message"])
 
 
-def rejection(kind: str, message: str, details: str = "") -> PromptRejected:
-    return PromptRejected({"error": {"type": kind, "message": message, "details": details or message,
-                                     "extra_info": {}}, "node_errors": {}})
+def rejection(kind: str, message: str, details: str = "", status: int = 400) -> PromptRejected:
+    return PromptRejected(error_body(kind, message, details), status)
+
+
+def format_rejection(err: WorkflowFormatError) -> PromptRejected:
+    """A prompt that is not a workflow; when the problem is in one node, it is reported there
+    too, in ``node_errors``, as validation reports its issues."""
+    if err.node_id is None:
+        return rejection("invalid_prompt", str(err))
+    body = node_errors([Issue(err.node_id, None, err.input, "invalid_prompt", str(err))])
+    body["error"] = error_body("invalid_prompt", str(err))["error"]
+    return PromptRejected(body)
+
+
+def prompt_size(prompt: Any) -> int:
+    """How many nodes a ``prompt`` holds as posted (API format, or the UI format's list)."""
+    if not isinstance(prompt, Mapping):
+        return 0
+    return len(prompt["nodes"]) if is_ui_format(prompt) else len(prompt)
+
+
+def _check_size(count: int, max_nodes: int | None) -> None:
+    if max_nodes is not None and count > max_nodes:
+        raise rejection("prompt_too_large",
+                        f"the prompt has {count:,} nodes, more than this server's limit of {max_nodes:,} "
+                        "(start it with --max-prompt-nodes, or ServerConfig(max_prompt_nodes=...), to raise it)",
+                        status=413)
 
 
 def upload_input_issues(nodes: Mapping[str, Any], registry: NodeRegistry, input_dir: Path) -> list[Issue]:
@@ -74,6 +105,8 @@ def _number(body: Mapping[str, Any], take_number: Any) -> float:
         number = float(raw)
     except ValueError:
         raise rejection("invalid_prompt", "'number' must be a number") from None
+    except OverflowError:  # an integer beyond float range
+        raise rejection("invalid_prompt", "'number' must be finite") from None
     if not math.isfinite(number):
         raise rejection("invalid_prompt", "'number' must be finite")
     return number
@@ -89,12 +122,14 @@ def _targets(body: Mapping[str, Any]) -> list[str]:
 
 
 def build_queued_prompt(
-    body: Any, registry: NodeRegistry, input_dir: Path, take_number: Any, is_known: Any
+    body: Any, registry: NodeRegistry, input_dir: Path, take_number: Any, is_known: Any,
+    max_nodes: int | None = None,
 ) -> QueuedPrompt:
     """Check a ``POST /prompt`` body; raise :class:`PromptRejected` or return the item to queue.
 
     ``take_number(front)`` gives the next queue number, ``is_known(prompt_id)`` whether an id is
-    already used.
+    already used (both are called from the thread this runs on); ``max_nodes`` bounds the
+    prompt's size.
     """
     if not isinstance(body, Mapping):
         raise rejection("invalid_prompt", "the request body must be a JSON object")
@@ -120,10 +155,12 @@ def build_queued_prompt(
 
     if not isinstance(body["prompt"], Mapping):
         raise rejection("invalid_prompt", "'prompt' must be an object: node id -> {class_type, inputs}")
+    _check_size(prompt_size(body["prompt"]), max_nodes)
     try:
         workflow = load_workflow(body["prompt"], registry)
     except WorkflowFormatError as err:
-        raise rejection("invalid_prompt", str(err)) from None
+        raise format_rejection(err) from None
+    _check_size(len(workflow.nodes), max_nodes)  # an API prompt wrapped in {"prompt": ...}
     graph, issues = validate(workflow.nodes, registry, targets)
     issues += upload_input_issues(workflow.nodes, registry, input_dir)
     if issues or graph is None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import torch
 from aiohttp import web
 
-from .prompt_intake import PromptRejected, build_queued_prompt, rejection
-from .routing import add_routes, query_int, read_json
+from .prompt_intake import PromptRejected, build_queued_prompt, prompt_size, rejection
+from .queue_store import QueuedPrompt
+from .routing import PARSE_INLINE_BYTES, add_routes, query_int, read_json
 from .state import ServerState, state_of
 
 routes = web.RouteTableDef()
@@ -24,20 +26,37 @@ def _queue_changed(state: ServerState) -> None:
     state.hub.broadcast_status(state.store.remaining)
 
 
+# Prompts up to this many nodes (in a body of up to PARSE_INLINE_BYTES) are checked on the
+# event loop, in under a millisecond; larger ones on a worker thread, so that one big prompt
+# does not stall every other client meanwhile.
+CHECK_INLINE_NODES = 100
+
+
+def _intake(state: ServerState, body: Any) -> QueuedPrompt | web.Response:
+    """Check and queue a prompt; the answer to send if it is refused. Safe on any thread."""
+    store = state.store
+    try:
+        item = build_queued_prompt(body, state.executor.registry, state.config.folders.input,
+                                   store.take_number, store.contains, state.config.max_prompt_nodes)
+    except PromptRejected as err:
+        return web.json_response(err.body, status=err.status)
+    try:
+        store.enqueue(item)
+    except KeyError:  # the id was taken between the check and the insert
+        rejected = rejection("invalid_prompt", f"prompt_id '{item.prompt_id}' is already used")
+        return web.json_response(rejected.body, status=400)
+    return item
+
+
 @routes.post("/prompt")
 async def post_prompt(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await read_json(request)
-    store = state.store
-    try:
-        item = build_queued_prompt(body, state.executor.registry, state.config.folders.input,
-                                   store.take_number, store.contains)
-        store.enqueue(item)
-    except PromptRejected as err:
-        return web.json_response(err.body, status=400)
-    except KeyError:  # the id was taken between the check and the insert
-        rejected = rejection("invalid_prompt", "prompt_id is already used")
-        return web.json_response(rejected.body, status=400)
+    size = prompt_size(body.get("prompt")) if isinstance(body, dict) else 0
+    small = size <= CHECK_INLINE_NODES and (request.content_length or PARSE_INLINE_BYTES + 1) <= PARSE_INLINE_BYTES
+    item = _intake(state, body) if small else await asyncio.to_thread(_intake, state, body)
+    if isinstance(item, web.Response):
+        return item
     state.runner.notify()
     _queue_changed(state)
     return web.json_response({"prompt_id": item.prompt_id, "number": item.as_list()[0], "node_errors": {}})
@@ -75,9 +94,15 @@ async def post_queue(request: web.Request) -> web.Response:
 
 @routes.get("/history")
 async def get_history(request: web.Request) -> web.Response:
+    """ComfyUI's paging: ``max_items`` entries from ``offset`` (oldest first), or without an
+    offset the most recent ``max_items``. At most ``history_page_limit`` entries either way; a
+    request without ``max_items`` gets the most recent ones up to that cap."""
+    state = state_of(request)
+    cap = max(state.config.history_page_limit, 1)
     max_items = query_int(request, "max_items", None)
     offset = query_int(request, "offset", -1)
-    return web.json_response(state_of(request).store.history(max_items, offset if offset is not None else -1))
+    max_items = cap if max_items is None else min(max_items, cap)
+    return web.json_response(state.store.history(max_items, offset if offset is not None else -1))
 
 
 @routes.get("/history/{prompt_id}")

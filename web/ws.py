@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..executor import jsonio
+
 log = logging.getLogger(__name__)
 
 # ComfyUI's binary layout: event type (1 = PREVIEW_IMAGE), image format (1 = JPEG, 2 = PNG).
@@ -194,7 +196,7 @@ async def serve_websocket(
 
 def _is_feature_flags(text: str) -> bool:
     try:
-        message = json.loads(text)
+        message = jsonio.loads(text)  # bounded nesting: a client's 10,000 "[" is just not a flag
     except (ValueError, TypeError):
         return False
     return isinstance(message, dict) and message.get("type") == "feature_flags"
