@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -103,9 +104,15 @@ async def wait_ready(url: str, process: subprocess.Popen | None) -> None:
 
 async def verify(url: str, ids: list[str], data_dir: Path | None) -> tuple[int, int, int]:
     """(in history with success, PNGs on disk, still queued) for the submitted ids."""
+    history: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/history", params={"max_items": str(len(ids) + 1000)}) as response:
-            history = await response.json()
+        while True:  # page by page, oldest first: one answer holds at most history_page_limit
+            params = {"max_items": "1000", "offset": str(len(history))}
+            async with session.get(f"{url}/history", params=params) as response:
+                page = await response.json()
+            if not page or set(page) <= set(history):
+                break
+            history.update(page)
         async with session.get(f"{url}/prompt") as response:
             remaining = (await response.json())["exec_info"]["queue_remaining"]
     succeeded = [i for i in ids if history.get(i, {}).get("status", {}).get("status_str") == "success"]

@@ -8,13 +8,20 @@ symlinks that lead outside. This module adds ComfyUI's conventions on top: a fol
 
 from __future__ import annotations
 
+import errno
+import logging
 import mimetypes
 import os
 import re
 from pathlib import Path
 
+from aiohttp import web
+
 from ..executor.context import Folders
-from ..executor.paths import UnsafePath, check_name, confined
+from ..executor.paths import MAX_PART_BYTES, UnsafePath, check_name, confined
+from .routing import json_error
+
+log = logging.getLogger(__name__)
 
 FOLDER_TYPES = ("input", "output", "temp")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -48,7 +55,9 @@ def join_name(subfolder: str, filename: str) -> str:
     if not subfolder:
         return filename
     check_name(subfolder)
-    return f"{subfolder.strip('/')}/{filename}"
+    joined = f"{subfolder.strip('/')}/{filename}"
+    check_name(joined)  # the limits on a whole name (length, depth) hold for the pair too
+    return joined
 
 
 def resolve_file(folders: Folders, kind: str | None, subfolder: str, filename: str,
@@ -91,10 +100,41 @@ def list_images(folder: Path) -> list[str]:
 
 
 def unique_name(directory: Path, filename: str) -> str:
-    """``name.png``, else ``name (1).png``, ``name (2).png`` ... (ComfyUI's upload naming)."""
+    """``name.png``, else ``name (1).png``, ``name (2).png`` ... (ComfyUI's upload naming).
+
+    A name is taken when anything has it, a symlink too (``lexists``): a link is never followed
+    here, so where it leads (and whether that exists) cannot change the answer. The stem is
+    shortened when the counter would push the name past a file system's 255 bytes.
+    """
     stem, suffix = os.path.splitext(filename)
     candidate, counter = filename, 1
-    while (directory / candidate).exists():
-        candidate = f"{stem} ({counter}){suffix}"
+    while os.path.lexists(directory / candidate):
+        tail = f" ({counter}){suffix}"
+        room = max(MAX_PART_BYTES - len(tail.encode("utf-8")), 0)
+        candidate = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore") + tail
         counter += 1
     return candidate
+
+
+# What a failed file operation tells the client. A name the file system refuses is the client's
+# to fix (400); a folder the server may not write, or a full disk, is the server's (403, 507).
+_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP,
+                          errno.EINVAL, errno.EILSEQ, errno.ENOTEMPTY, errno.EXDEV})
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def file_error(err: OSError, action: str) -> web.Response:
+    """The JSON answer for an OSError while ``action`` ("write that file", ...): never a bare 500,
+    and never the server's own path (only the error's text)."""
+    reason = f"cannot {action}: {err.strerror or type(err).__name__}"
+    if err.errno == errno.ENOENT:
+        return json_error(404, reason, "not_found")
+    if err.errno in _NAME_ERRNOS:
+        return json_error(400, reason, "unsafe_path")
+    if err.errno in _DENIED_ERRNOS:
+        return json_error(403, reason, "forbidden")
+    if err.errno in _FULL_ERRNOS:
+        return json_error(507, reason, "insufficient_storage")
+    log.error("file operation failed (%s): %s", action, err)
+    return json_error(500, reason, "os_error")

@@ -7,17 +7,24 @@ the process being killed (committed pages are in the OS's hands); only a power c
 last commits.
 
 Only plain JSON goes in (no pickle): prompts, extra data, outputs and status are JSON text.
-A lock file stops a second server from sharing the data directory and stealing its queue.
+Beside each history entry the store keeps the few facts the jobs API sorts and filters on (job
+status, create time, duration, workflow id) as plain columns with covering indexes, so a page of
+jobs reads a page of rows, not the whole history. A lock file stops a second server from sharing
+the data directory and stealing its queue.
+
+Schema changes are numbered migrations (``PRAGMA user_version``), applied in order inside the
+opening transaction, so a database file from an older server is brought up to date in place.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +35,9 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory lock, one server per folder by hand
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# Version 1: the tables as first released. Later versions are the migrations below.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,6 +62,102 @@ CREATE TABLE IF NOT EXISTS history (
     finished_at REAL NOT NULL
 );
 """
+
+
+JOB_STATUSES = ("completed", "failed")  # what a history entry is as a job
+# Sort orders of the jobs API -> the history column (each led by a covering index).
+JOB_ORDERS = {"create_time": "create_time", "execution_duration": "duration"}
+
+
+def _add_job_columns(db: sqlite3.Connection) -> None:
+    """Version 2: the jobs API's sort and filter keys as columns, filled in for existing rows."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(history)")}
+    for column, declaration in (("job_status", "TEXT NOT NULL DEFAULT 'completed'"),
+                                ("create_time", "REAL NOT NULL DEFAULT 0"),
+                                ("duration", "REAL NOT NULL DEFAULT 0"),
+                                ("workflow_id", "TEXT")):
+        if column not in have:
+            db.execute(f"ALTER TABLE history ADD COLUMN {column} {declaration}")
+    rows = db.execute("SELECT seq, extra_data, status FROM history").fetchall()
+    db.executemany(
+        "UPDATE history SET job_status=?, create_time=?, duration=?, workflow_id=? WHERE seq=?",
+        [(*job_facts(_loads_object(extra), _loads_object(status)).columns(), seq) for seq, extra, status in rows])
+    # seq in the index after the sort key: ties come out in insertion order, and with the filter
+    # columns beside them a page (and a count) never touches the rows' JSON.
+    for column in JOB_ORDERS.values():
+        db.execute(f"CREATE INDEX IF NOT EXISTS history_by_{column}"
+                   f" ON history ({column}, seq, job_status, workflow_id)")
+
+
+# user_version -> the step that brings the previous version to it.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_job_columns}
+
+
+def _loads_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def job_time(value: Any) -> float | None:
+    """A client's or an event's timestamp as a finite number, or None (bools, NaN, text...)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def workflow_id(extra_data: dict[str, Any]) -> str | None:
+    """The editor's workflow id, from ``extra_data.extra_pnginfo.workflow.id``."""
+    pnginfo = extra_data.get("extra_pnginfo")
+    workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+    value = workflow.get("id") if isinstance(workflow, dict) else None
+    return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """A finished prompt as the jobs API sees it. ``create_time`` is the client's
+    ``extra_data.create_time`` when it sent one, else the time the run started (or ended)."""
+
+    status: str
+    create_time: int | float
+    start: Any
+    end: Any
+    error: dict[str, Any] | None
+    workflow_id: str | None
+
+    @property
+    def duration(self) -> float:
+        start, end = job_time(self.start), job_time(self.end)
+        return end - start if start and end else 0.0
+
+    def columns(self) -> tuple[str, float, float, str | None]:
+        return self.status, float(self.create_time), self.duration, self.workflow_id
+
+
+def job_facts(extra_data: dict[str, Any], status: dict[str, Any]) -> JobFacts:
+    start = end = error = None
+    for message in status.get("messages") or []:
+        if not (isinstance(message, list | tuple) and len(message) >= 2 and isinstance(message[1], dict)):
+            continue
+        name, data = message[0], message[1]
+        if name == "execution_start":
+            start = data.get("timestamp")
+        elif name in ("execution_success", "execution_error", "execution_interrupted"):
+            end = data.get("timestamp")
+            if name == "execution_error":
+                error = data
+    create_time: Any = extra_data.get("create_time")
+    if job_time(create_time) is None:
+        create_time = next((t for t in (start, end) if job_time(t)), 0)
+    return JobFacts("failed" if status.get("status_str") == "error" else "completed", create_time,
+                    start, end, error, workflow_id(extra_data))
 
 
 class DataDirInUse(RuntimeError):
@@ -116,6 +220,8 @@ class QueueStore:
                 raise RuntimeError(f"{self.path} was written by a newer latentgraph (schema {version})")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)  # not executescript: it would commit our transaction
+            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[step](db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             # Whatever was running when the last server stopped never finished: run it again.
             self.requeued_on_open = db.execute(
@@ -237,10 +343,13 @@ class QueueStore:
             if row is None:
                 return  # deleted meanwhile; nothing to record it against
             db.execute("DELETE FROM queue WHERE prompt_id=?", (prompt_id,))
+            status = outcome.status()
+            facts = job_facts(_loads_object(row[2]), status)
             db.execute(
                 "INSERT OR REPLACE INTO history (prompt_id, number, prompt, extra_data, outputs_to_execute,"
-                " outputs, status, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (prompt_id, *row, _dump(outcome.outputs), _dump(outcome.status()), time.time()))
+                " outputs, status, finished_at, job_status, create_time, duration, workflow_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (prompt_id, *row, _dump(outcome.outputs), _dump(status), time.time(), *facts.columns()))
             db.execute(
                 "DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (self.history_limit,))
@@ -263,6 +372,46 @@ class QueueStore:
                 "SELECT number, prompt_id, prompt, extra_data, outputs_to_execute, outputs, status"
                 " FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
         return _history_entry(row) if row else None
+
+    def job_keys(self, statuses: Collection[str], *, workflow: str | None = None, order: str = "create_time",
+                 descending: bool = True, limit: int = 100, offset: int = 0) -> tuple[int, list[tuple[float, int]]]:
+        """How many history entries are jobs of ``statuses`` (and ``workflow``), and the
+        ``(sort key, seq)`` of ``limit`` of them from ``offset`` in ``order`` (ties in insertion
+        order, the same direction). Read from the covering index alone: no JSON is decoded."""
+        column = JOB_ORDERS[order]
+        direction = "DESC" if descending else "ASC"
+        wanted = sorted(set(statuses) & set(JOB_STATUSES))
+        if not wanted:
+            return 0, []
+        where: list[str] = []
+        params: list[Any] = []
+        if len(wanted) < len(JOB_STATUSES):
+            where.append(f"job_status IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        if workflow is not None:
+            where.append("workflow_id = ?")
+            params.append(workflow)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._mutex:
+            total = self._db.execute(f"SELECT COUNT(*) FROM history{clause}", params).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT {column}, seq FROM history{clause} ORDER BY {column} {direction}, seq {direction}"
+                " LIMIT ? OFFSET ?", (*params, max(limit, 0), max(offset, 0))).fetchall()
+        return total, [(key, seq) for key, seq in rows]
+
+    def history_rows(self, seqs: Iterable[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+        """``seq -> (prompt_id, entry)`` for the given rows (those still there)."""
+        wanted = [int(s) for s in seqs]
+        if not wanted:
+            return {}
+        rows: list[tuple[Any, ...]] = []
+        with self._mutex:
+            for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+                chunk = wanted[start:start + 500]
+                rows += self._db.execute(
+                    "SELECT seq, number, prompt_id, prompt, extra_data, outputs_to_execute, outputs, status"
+                    f" FROM history WHERE seq IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+        return {row[0]: (row[2], _history_entry(row[1:])) for row in rows}
 
     def delete_history(self, prompt_ids: Iterable[str]) -> None:
         with self._transaction() as db:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,13 @@ from typing import IO
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from PIL import Image, PngImagePlugin
 
 from ..executor.context import Folders
+from ..executor.limits import Limits, TooLarge
 from ..executor.paths import UnsafePath, check_name, confined
-from .file_access import folder_for, join_name, media_type, resolve_file, unique_name
+from .file_access import file_error, folder_for, join_name, media_type, resolve_file, unique_name
 from .routing import add_routes, json_error
 from .state import state_of
 
@@ -123,6 +126,12 @@ async def _read_form(request: web.Request, limit: int) -> UploadForm:
             elif part.name:
                 text = await _read_limited(part, _FIELD_LIMIT)
                 form.fields[part.name] = text.decode("utf-8", errors="replace")
+    except (BadHttpMessage, ValueError) as err:
+        # A malformed part: a CR or LF inside a header (a file name with a line break), a bad
+        # Content-Disposition, a broken boundary. The client's fault, told as such.
+        form.close()
+        reason = err.message if isinstance(err, BadHttpMessage) else str(err)
+        raise web.HTTPBadRequest(text=f"malformed multipart form: {reason}") from None
     except BaseException:
         form.close()
         raise
@@ -148,10 +157,15 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
     return bytes(data)
 
 
-def _verified_image(file: IO[bytes]) -> None:
+def _verified_image(file: IO[bytes], limits: Limits) -> None:
+    """An image PIL reads, whose header promises no more pixels and frames than LG_LoadImage
+    would take (a bomb never reaches the input folder); nothing is decoded."""
     try:
         with Image.open(file) as img:
+            limits.check_image_header(img)
             img.verify()
+    except TooLarge as err:
+        raise TooLarge(f"the upload is too large to load: {err}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"the upload is not an image PIL can read: {err}") from None
     finally:
@@ -166,28 +180,67 @@ def _digest(file: IO[bytes]) -> str:
     return hasher.hexdigest()
 
 
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return _digest(f)
+def _same_bytes(path: Path, data: IO[bytes]) -> bool:
+    """Whether the regular file ``path`` holds exactly ``data``. Opened without following a link
+    and without blocking (it may have been swapped for a link or a FIFO since it was looked at)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as existing:
+        info = os.fstat(existing.fileno())
+        size = data.seek(0, os.SEEK_END)
+        data.seek(0)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return False
+        return _digest(existing) == _digest(data)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _upload_directory(folder: Path, subfolder: str) -> Path:
+    """The (resolved) folder an upload goes to, made if missing; a subfolder that is, or runs
+    through, a file is the client's mistake (UnsafePath), not the server's."""
+    if not subfolder:
+        return folder.resolve()
+    directory = confined(folder, subfolder)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnsafePath("the subfolder names a file, not a folder") from None
+    return confined(folder, subfolder)  # again, now that it exists (a symlink raced in?)
 
 
 def _store(folder: Path, subfolder: str, filename: str, data: IO[bytes], overwrite: bool) -> str:
     """Write ``data`` as ``subfolder/filename`` inside ``folder``; returns the name used.
 
     Without ``overwrite`` an existing different file keeps its name and ours gets ``name (1).png``;
-    an identical file is not written twice (ComfyUI's duplicate check).
+    an identical file is not written twice (ComfyUI's duplicate check). The existing entry is
+    looked at with ``lstat`` and never through a link: a symlink's name is simply taken, so what
+    it points at (outside the folder, perhaps) is never read, and its content or existence can't
+    show in the answer. ``overwrite`` replaces regular files only.
     """
-    directory = confined(folder, subfolder) if subfolder else folder.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    directory = confined(folder, subfolder) if subfolder else directory  # re-check after mkdir
+    directory = _upload_directory(folder, subfolder)
+    join_name(subfolder, filename)  # one checked part, so directory / name stays in the folder
     name = filename
-    if not overwrite and (directory / name).exists():
-        if (directory / name).is_file() and _file_digest(directory / name) == _digest(data):
+    existing = _lstat(directory / name)
+    if existing is not None and not overwrite:
+        if stat.S_ISREG(existing.st_mode) and _same_bytes(directory / name, data):
             return name
         name = unique_name(directory, filename)
-    target = confined(folder, join_name(subfolder, name))
-    if target.exists() and not target.is_file():
+    elif existing is not None and stat.S_ISLNK(existing.st_mode):
+        raise UnsafePath(f"'{name}' is a symbolic link; an upload does not replace it")
+    elif existing is not None and not stat.S_ISREG(existing.st_mode):
         raise UnsafePath(f"'{name}' exists and is not a file")
+    # os.replace renames onto the entry itself: a link planted there meanwhile is replaced, not
+    # followed.
+    target = directory / name
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".upload-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -228,7 +281,10 @@ def _composite_mask(folders: Folders, original_ref: str, mask: IO[bytes]) -> IO[
 async def _upload(request: web.Request, mask: bool) -> web.Response:
     state = state_of(request)
     folders = state.config.folders
-    form = await _read_form(request, state.config.max_upload_bytes)
+    try:
+        form = await _read_form(request, state.config.max_upload_bytes)
+    except OSError as err:  # the spooled copy hit a full disk, say
+        return file_error(err, "receive the upload")
     try:
         if form.file is None or not form.filename:
             return json_error(400, "the form needs an 'image' file with a file name")
@@ -246,7 +302,7 @@ async def _upload(request: web.Request, mask: bool) -> web.Response:
         except UnsafePath as err:
             return json_error(400, str(err), "unsafe_path")
         try:
-            await asyncio.to_thread(_verified_image, form.file)
+            await asyncio.to_thread(_verified_image, form.file, state.executor.limits)
             data: IO[bytes] = form.file
             if mask:
                 data = await asyncio.to_thread(_composite_mask, folders, fields.get("original_ref", ""), form.file)
@@ -254,6 +310,8 @@ async def _upload(request: web.Request, mask: bool) -> web.Response:
             return json_error(400, str(err), "unsafe_path")
         except FileNotFoundError:
             return json_error(404, "the original image of the mask does not exist", "not_found")
+        except TooLarge as err:
+            return json_error(400, str(err), "image_too_large")
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             return json_error(400, str(err), "not_an_image")
         async with state.upload_lock:
@@ -261,6 +319,8 @@ async def _upload(request: web.Request, mask: bool) -> web.Response:
                 name = await asyncio.to_thread(_store, folder, subfolder, form.filename, data, overwrite)
             except UnsafePath as err:
                 return json_error(400, str(err), "unsafe_path")
+            except OSError as err:
+                return file_error(err, "store the upload")
         return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
     finally:
         form.close()

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ..executor.paths import UnsafePath, confined
+from .file_access import file_error
 from .routing import add_routes, json_error, read_json
 from .state import state_of
 
@@ -217,7 +218,10 @@ async def post_users(request: web.Request) -> web.Response:
             return web.json_response({"error": "Duplicate username."}, status=400)
         user_id = f"{re.sub(r'[^a-zA-Z0-9_-]+', '-', name)}_{uuid.uuid4()}"
         users[user_id] = name
-        await asyncio.to_thread(_write_json_file, path, users)
+        try:
+            await asyncio.to_thread(_write_json_file, path, users)
+        except OSError as err:
+            return file_error(err, "record the user")
     return web.json_response(user_id)
 
 
@@ -248,7 +252,10 @@ async def post_settings(request: web.Request) -> web.Response:
     path = _settings_path(request)
     async with request.app[WRITE_LOCK]:
         settings = await asyncio.to_thread(_read_json_file, path)
-        await asyncio.to_thread(_write_json_file, path, {**settings, **update})
+        try:
+            await asyncio.to_thread(_write_json_file, path, {**settings, **update})
+        except OSError as err:
+            return file_error(err, "save the settings")
     return web.Response(status=200)
 
 
@@ -259,7 +266,10 @@ async def post_setting(request: web.Request) -> web.Response:
     async with request.app[WRITE_LOCK]:
         settings = await asyncio.to_thread(_read_json_file, path)
         settings[request.match_info["id"]] = value
-        await asyncio.to_thread(_write_json_file, path, settings)
+        try:
+            await asyncio.to_thread(_write_json_file, path, settings)
+        except OSError as err:
+            return file_error(err, "save the settings")
     return web.Response(status=200)
 
 
@@ -278,6 +288,8 @@ async def list_userdata(request: web.Request) -> web.Response:
         return _bad(err)
     except (FileNotFoundError, NotADirectoryError):
         return json_error(404, "no such directory", "not_found")
+    except OSError as err:
+        return file_error(err, "list that folder")
     return web.json_response(listing)
 
 
@@ -291,6 +303,8 @@ async def list_userdata_v2(request: web.Request) -> web.Response:
         return json_error(404, "no such path", "not_found")
     except NotADirectoryError:
         return json_error(400, "the path is not a directory")
+    except OSError as err:
+        return file_error(err, "list that folder")
     return web.json_response(listing)
 
 
@@ -326,8 +340,8 @@ async def post_userdata(request: web.Request) -> web.Response:
         return _bad(err)
     except IsADirectoryError:
         return json_error(400, "that name is a folder")
-    except OSError as err:
-        return json_error(400, f"cannot write that file: {err.strerror}")
+    except OSError as err:  # a parent that is a file, a full disk, ...
+        return file_error(err, "write that file")
     if path is None:
         return json_error(409, "the file already exists", "conflict")
     return _saved(path, root, _flag(request, "full_info", False))
@@ -340,8 +354,10 @@ async def delete_userdata(request: web.Request) -> web.Response:
         await asyncio.to_thread(path.unlink)
     except UnsafePath as err:
         return _bad(err)
-    except OSError:
+    except FileNotFoundError:
         return json_error(404, "no such file", "not_found")
+    except OSError as err:
+        return file_error(err, "delete that file")
     return web.Response(status=204)
 
 
@@ -358,7 +374,7 @@ async def move_userdata(request: web.Request) -> web.Response:
     except FileNotFoundError:
         return json_error(404, "no such file", "not_found")
     except OSError as err:
-        return json_error(400, f"cannot move that file: {err.strerror}")
+        return file_error(err, "move that file")
     if path is None:
         return json_error(409, "the destination already exists", "conflict")
     return _saved(path, root, _flag(request, "full_info", False))

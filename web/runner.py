@@ -138,10 +138,14 @@ class PromptRunner:
             extra = item.extra_data.get("extra_pnginfo")
             ui = extra.get("workflow") if isinstance(extra, dict) else None
             workflow = Workflow(nodes=item.prompt, ui=ui if isinstance(ui, dict) else None)
+            # The nodes to execute are targets, not just a filter on the output nodes: a
+            # partial_execution_targets list may name any node (a preview of an intermediate
+            # value), and the executor then runs what that node needs. Without such a list they
+            # are the workflow's output nodes, so this is the same run as before.
+            targets = item.outputs_to_execute or None
             # Previews cost a render and a PNG per step: ask for them only when someone will see them.
-            return self.executor.run(workflow, prompt_id=item.prompt_id, on_event=on_event,
-                                     previews=self.hub.has_listeners(item.client_id),
-                                     outputs=item.outputs_to_execute or None)
+            return self.executor.run(workflow, targets, prompt_id=item.prompt_id, on_event=on_event,
+                                     previews=self.hub.has_listeners(item.client_id), outputs=targets)
 
         try:
             result = await self._worker.submit(loop, work)

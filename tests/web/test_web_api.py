@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from aiohttp import FormData
 from PIL import Image
-from web_helpers import fail_graph, math_graph, queue_prompt, save_graph, wait_for_history
+from web_helpers import (
+    ends,
+    fail_graph,
+    math_graph,
+    queue_prompt,
+    receive_until,
+    save_graph,
+    wait_for_history,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -158,6 +166,47 @@ async def test_history_paging_delete_and_clear(client):
     assert list(await (await client.get("/history")).json()) == ids[1:]
     await client.post("/api/history", json={"clear": True})
     assert await (await client.get("/history")).json() == {}
+
+
+async def test_history_pages_are_capped(make_client):
+    client = await make_client(history_page_limit=3)
+    ids = [(await queue_prompt(client, math_graph(a=float(value))))["prompt_id"] for value in range(5)]
+    for prompt_id in ids:
+        await wait_for_history(client, prompt_id)
+
+    async def page(query: str) -> list[str]:
+        return list(await (await client.get(f"/history{query}")).json())
+
+    assert await page("") == ids[2:]  # no max_items: the most recent, up to the cap
+    assert await page("?max_items=100") == ids[2:]
+    assert await page("?max_items=2") == ids[3:]  # as ComfyUI: the most recent max_items
+    assert await page("?max_items=2&offset=0") == ids[:2]
+    assert await page("?offset=1") == ids[1:4]
+    assert await page("?max_items=3&offset=4") == ids[4:]
+    assert await page("?max_items=0") == []
+    assert ids[0] in await (await client.get(f"/history/{ids[0]}")).json()  # every entry stays reachable
+
+
+async def test_partial_execution_targets_run_non_output_nodes(client):
+    ws = await client.ws_connect("/ws?clientId=partial")
+    await receive_until(ws, ends("status"))
+
+    async def run(**body: object) -> tuple[list[str | None], dict[str, object]]:
+        prompt_id = (await queue_prompt(client, math_graph(), client_id="partial", **body))["prompt_id"]
+        messages = await receive_until(ws, ends("execution_success", prompt_id))
+        executing = [m["data"]["node"] for m in messages if isinstance(m, dict) and m["type"] == "executing"]
+        return executing, await wait_for_history(client, prompt_id)
+
+    # Node 2 (a FloatMath) is no output node: it runs, with what it reads, and the output doesn't.
+    executing, entry = await run(partial_execution_targets=["2"])
+    assert executing == ["1", "2", None]
+    assert entry["status"]["status_str"] == "success" and entry["prompt"][4] == ["2"] and entry["outputs"] == {}
+    # It really ran: the whole graph now finds it in the cache and executes only the output node.
+    executing, entry = await run()
+    assert executing == ["3", None]
+    cached = next(m[1]["nodes"] for m in entry["status"]["messages"] if m[0] == "execution_cached")
+    assert cached == ["2"] and entry["outputs"] == {"3": {"value": [30.0]}}
+    await ws.close()
 
 
 async def test_failed_prompt_is_recorded_as_error(client):

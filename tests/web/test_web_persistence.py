@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +122,63 @@ async def test_history_keeps_the_newest_entries(tmp_path):
     assert list(store.history()) == ["p2", "p3", "p4"]
     assert store.remaining() == 0
     store.close()
+
+
+# The tables as the first release wrote them (schema version 1), frozen here on purpose.
+V1_SCHEMA = """
+CREATE TABLE queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT NOT NULL UNIQUE, number REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running')), prompt TEXT NOT NULL,
+    extra_data TEXT NOT NULL, outputs_to_execute TEXT NOT NULL, queued_at REAL NOT NULL);
+CREATE INDEX queue_order ON queue (state, number, seq);
+CREATE TABLE history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, prompt_id TEXT NOT NULL UNIQUE, number REAL NOT NULL,
+    prompt TEXT NOT NULL, extra_data TEXT NOT NULL, outputs_to_execute TEXT NOT NULL,
+    outputs TEXT NOT NULL, status TEXT NOT NULL, finished_at REAL NOT NULL);
+PRAGMA user_version=1;
+"""
+
+
+def _v1_status(ok: bool, start: int, end: int) -> str:
+    last = "execution_success" if ok else "execution_error"
+    return json.dumps({"status_str": "success" if ok else "error", "completed": ok,
+                       "messages": [["execution_start", {"timestamp": start}], [last, {"timestamp": end}]]})
+
+
+async def test_a_version_1_database_is_migrated_in_place(data_dir, make_client):
+    data_dir.mkdir(parents=True)
+    path = data_dir / "latentgraph.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    rows = [("old", {"create_time": 500, "extra_pnginfo": {"workflow": {"id": "wf"}}}, True, 1000, 1300),
+            ("older", {}, False, 200, 250),  # no create_time: the run's start stands in
+            ("newest", {"create_time": 900}, True, 2000, 2001)]
+    for number, (prompt_id, extra, ok, start, end) in enumerate(rows, 1):
+        db.execute("INSERT INTO history (prompt_id, number, prompt, extra_data, outputs_to_execute, outputs,"
+                   " status, finished_at) VALUES (?, ?, '{}', ?, '[]', '{}', ?, 0)",
+                   (prompt_id, number, json.dumps(extra), _v1_status(ok, start, end)))
+    db.commit()
+    db.close()
+
+    client = await make_client(run_queue=False)
+    jobs = await (await client.get("/api/jobs", params={"limit": "2"})).json()
+    assert [j["id"] for j in jobs["jobs"]] == ["newest", "old"] and jobs["pagination"]["total"] == 3
+    failed = await (await client.get("/api/jobs", params={"status": "failed"})).json()
+    assert [(j["id"], j["create_time"]) for j in failed["jobs"]] == [("older", 200)]
+    longest = await (await client.get("/api/jobs", params={"sort_by": "execution_duration", "limit": "1"})).json()
+    assert longest["jobs"][0]["id"] == "old"
+    by_workflow = await (await client.get("/api/jobs", params={"workflow_id": "wf"})).json()
+    assert [j["id"] for j in by_workflow["jobs"]] == ["old"]
+    assert list(await (await client.get("/history")).json()) == ["old", "older", "newest"]  # untouched
+
+    check = sqlite3.connect(path)  # beside the running server (WAL): what the migration left
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    for column in ("create_time", "duration"):
+        plan = " ".join(row[3] for row in check.execute(
+            f"EXPLAIN QUERY PLAN SELECT {column}, seq FROM history WHERE job_status IN ('failed')"
+            f" ORDER BY {column} DESC, seq DESC LIMIT 5 OFFSET 5"))
+        assert f"COVERING INDEX history_by_{column}" in plan and "TEMP B-TREE" not in plan, plan
+    check.close()
 
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@ oversized bodies, the token, and the bind policy."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -13,6 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import FormData
 from latentgraph.cli import main as cli_main
+from latentgraph.executor.paths import UnsafePath, check_name
+from latentgraph.web import routes_files
 from latentgraph.web.security import UnsafeBind, check_bind, is_loopback, normalize_origin
 from PIL import Image
 from web_helpers import save_graph
@@ -202,6 +205,103 @@ async def test_load_image_cannot_leave_the_input_folder(client, planted):
                  "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
         response = await client.post("/prompt", json={"prompt": graph})
         assert response.status == 400, name
+
+
+# --- names file systems refuse, and failing file operations --------------------------------------
+
+LONG_PART = "a" * 256 + ".png"
+LONG_TOTAL = "/".join(["b" * 200] * 6)  # every part allowed, 1,205 bytes in all
+DEEP = "/".join(["d"] * 40)
+VERY_DEEP = "/".join(["d"] * 2000)
+
+
+async def test_name_limits():
+    check_name("a" * 255)
+    check_name("é" * 127 + "a")  # 255 bytes in UTF-8
+    check_name("/".join(["d"] * 32))
+    for name in ("a" * 256, "é" * 128, LONG_TOTAL, "/".join(["d"] * 33), VERY_DEEP, "x\ud800.png"):
+        with pytest.raises(UnsafePath):
+            check_name(name)
+
+
+async def test_overlong_deep_and_odd_names_are_400_not_500(client, data_dir):
+    (data_dir / "input" / "afile.png").write_bytes(png_bytes())
+    image = png_bytes()
+    uploads = [(LONG_PART, {}), ("x.png", {"subfolder": "c" * 300}), ("x.png", {"subfolder": LONG_TOTAL}),
+               ("x.png", {"subfolder": DEEP}), ("x.png", {"subfolder": VERY_DEEP}),
+               ("x.png", {"subfolder": "/".join(["d"] * 32)}),  # 32 folders + the file: 33 levels
+               ("x.png", {"subfolder": "afile.png"}), ("x.png", {"subfolder": "afile.png/deeper"})]
+    for filename, fields in uploads:
+        response = await client.post("/upload/image", data=_upload(image, filename, **fields))
+        assert response.status == 400, (filename, fields, response.status, await response.text())
+    # A line break inside a part's header (a raw file name with CR/LF) is a malformed form.
+    for filename in ("a\r\nb.png", "a\r\nX-Injected: 1\r\n.png", "a\nb.png", "a\rb.png"):
+        body, headers = _raw_multipart(image, filename)
+        response = await client.post("/upload/image", data=body, headers=headers)
+        assert response.status == 400, (filename, response.status, await response.text())
+    views = [{"filename": LONG_PART}, {"filename": "x.png", "subfolder": LONG_TOTAL},
+             {"filename": "x.png", "subfolder": DEEP}, {"filename": "x.png", "subfolder": VERY_DEEP},
+             {"filename": "x.png", "subfolder": "afile.png"}]
+    for params in views:
+        assert (await client.get("/view", params=params)).status in (400, 404), params
+    (await client.post("/userdata/workflows%2Fa.json", data=b"{}")).raise_for_status()
+    quoted = [name.replace("/", "%2F") for name in (LONG_PART, LONG_TOTAL, DEEP, VERY_DEEP)]
+    for name in quoted:
+        for method, url in (("GET", f"/userdata/{name}"), ("POST", f"/userdata/{name}"),
+                            ("DELETE", f"/userdata/{name}"), ("POST", f"/userdata/workflows%2Fa.json/move/{name}")):
+            response = await client.request(method, url, data=b"{}")
+            assert response.status == 400, (method, url[:60], response.status, await response.text())
+    for name in (LONG_PART, LONG_TOTAL, DEEP, VERY_DEEP):
+        assert (await client.get("/userdata", params={"dir": name})).status == 400
+        assert (await client.get("/v2/userdata", params={"path": name})).status == 400
+    # Writing through a file: the client's mistake.
+    response = await client.post("/userdata/workflows%2Fa.json%2Fb.json", data=b"{}")
+    assert response.status == 400 and (await response.json())["error"]["type"] == "unsafe_path"
+    assert (await client.get("/userdata", params={"dir": "workflows/a.json/x"})).status in (400, 404)
+    assert (await client.get("/v2/userdata", params={"path": "workflows/a.json/x"})).status in (400, 404)
+    assert (await client.post("/userdata/workflows%2Fa.json/move/workflows%2Fa.json%2Fc")).status == 400
+    assert not [p for p in (data_dir / "input").rglob("*") if p.name != "afile.png"]
+
+
+async def test_a_full_disk_is_told_as_such(client, data_dir, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(routes_files.tempfile, "mkstemp", full)
+    response = await client.post("/upload/image", data=_upload(png_bytes(), "x.png"))
+    assert response.status == 507 and "No space left" in (await response.json())["error"]["message"]
+    assert str(data_dir) not in await response.text()  # the server's paths stay its own
+
+
+async def test_upload_never_reads_through_a_symlink(client, planted, data_dir):
+    """Without overwrite, an upload over a symlink must not compare against (so reveal) what the
+    link points at: the same answer whether the outside file is identical, different or missing."""
+    input_dir = data_dir / "input"
+    (input_dir / "gone.png").symlink_to(planted / "missing.png")
+    (input_dir / "sub").mkdir()
+    (input_dir / "sub" / "link.png").symlink_to(planted / "secret.png")
+    (input_dir / "link (1).png").symlink_to(planted / "missing-too.png")  # a taken "unique" name
+    secret_png = (planted / "secret.png").read_bytes()
+    answers = []
+    for filename, fields, data in (("link.png", {}, secret_png), ("link.png", {}, png_bytes(color=(7, 7, 7))),
+                                   ("gone.png", {}, secret_png), ("link.png", {"subfolder": "sub"}, secret_png),
+                                   ("link.png", {"overwrite": "false"}, secret_png)):
+        response = await client.post("/upload/image", data=_upload(data, filename, **fields))
+        assert response.status == 200, (filename, fields, await response.text())
+        answers.append((await response.json())["name"])
+    assert answers[0] == "link (2).png" and answers[2] == "gone (1).png" and answers[3] == "link (1).png"
+    assert all(name not in ("link.png", "gone.png") for name in answers)  # never "already there"
+    for name in ("link.png", "gone.png", "link (1).png", "sub/link.png"):
+        assert (input_dir / name).is_symlink()  # the links themselves untouched
+    assert (input_dir / "link (2).png").read_bytes() == secret_png and not (input_dir / "link (2).png").is_symlink()
+    assert not (planted / "missing.png").exists() and (planted / "secret.png").read_bytes() == secret_png
+    # overwrite never replaces a link (inside the folder or out) and never writes through one.
+    (input_dir / "inner.png").symlink_to(input_dir / "link (2).png")
+    for name in ("link.png", "gone.png", "inner.png"):
+        response = await client.post("/upload/image", data=_upload(png_bytes(), name, overwrite="true"))
+        assert response.status == 400, name
+    assert (input_dir / "link (2).png").read_bytes() == secret_png
+    assert not (planted / "missing.png").exists()
 
 
 # --- origins, hosts ----------------------------------------------------------------------------
