@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .limits import DEFAULT_LIMITS, Limits
 
 
 class Interrupted(Exception):
@@ -26,12 +29,23 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
+# The package's own models/ folder: the small weights latentgraph ships (see its README).
+PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS_HINT = "pass --models-dir DIR to search another folder"
+
+
 @dataclass(frozen=True)
 class Folders:
-    """Where file nodes read and write; nodes never leave these folders.
+    """Where file nodes read and write; nodes never leave these folders (but for the symbolic
+    links a user put in a models folder, which loaders follow).
+
+    Loaders look a relative model name up in ``models`` first, then in each of ``more_models``
+    (``under`` adds the package's own models folder there, so the shipped weights are found from
+    any working directory); ``model_folders`` is that search list. ``models_hint`` tells a user
+    how to add a folder to it in this host (it ends every "model not found" message).
 
     ``absolute_models`` lets loaders also take an existing absolute path (the CLI: the user
-    types it); a server leaves it off, so a submitted workflow reaches only the models folder.
+    types it); a server leaves it off, so a submitted workflow reaches only the models folders.
     """
 
     input: Path
@@ -39,11 +53,33 @@ class Folders:
     temp: Path
     models: Path
     absolute_models: bool = True
+    more_models: tuple[Path, ...] = ()
+    models_hint: str = MODELS_HINT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "more_models", tuple(Path(p) for p in self.more_models))
+
+    @property
+    def model_folders(self) -> tuple[Path, ...]:
+        """The folders a relative model name is looked up in, in order, each named once."""
+        seen: set[str] = set()
+        folders = []
+        for folder in (Path(self.models), *self.more_models):
+            key = os.path.abspath(folder)
+            if key not in seen:
+                seen.add(key)
+                folders.append(folder)
+        return tuple(folders)
 
     @classmethod
-    def under(cls, root: str | Path, *, absolute_models: bool = True) -> Folders:
+    def under(cls, root: str | Path, *, absolute_models: bool = True, models: str | Path | None = None,
+              models_hint: str = MODELS_HINT) -> Folders:
+        """input/, output/, temp/ under ``root``; models from ``models`` (default root/models),
+        then the package's own models folder."""
         root = Path(root)
-        return cls(root / "input", root / "output", root / "temp", root / "models", absolute_models)
+        first = Path(models) if models is not None else root / "models"
+        return cls(root / "input", root / "output", root / "temp", first, absolute_models,
+                   more_models=(PACKAGE_MODELS,), models_hint=models_hint)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -82,6 +118,8 @@ class Context:
     executor_info: dict[str, Any]
     #: The node's lazy outputs that nothing in this run reads.
     unread: frozenset[str] = frozenset()
+    #: How large an image or latent the node may make from a file header or its literals.
+    limits: Limits = DEFAULT_LIMITS
 
     def wants(self, output: str) -> bool:
         """Whether the run reads this output; only a node's ``lazy_outputs`` are ever unread."""

@@ -7,11 +7,12 @@ from typing import Literal, Optional
 
 import torch
 
+from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.types import Image, Latent
 from ..diffusion.noise_nodes import SEED_MAX, generator, samples_of
 from ..diffusion.sockets import RngSocket
-from .models import Autoencoder
+from .interfaces import AutoencoderProtocol
 from .sockets import AutoencoderSocket
 
 CATEGORY = "latentgraph/latent"
@@ -21,8 +22,8 @@ CATEGORY = "latentgraph/latent"
 AUTO_TILE_PIXELS = {"cpu": 1024 * 1024, "cuda": 2048 * 2048}
 
 
-def checked_autoencoder(value: object) -> Autoencoder:
-    if not isinstance(value, Autoencoder):
+def checked_autoencoder(value: object) -> AutoencoderProtocol:
+    if not isinstance(value, AutoencoderProtocol):
         raise InputError("autoencoder", f"expected an AUTOENCODER, got {type(value).__name__}")
     return value
 
@@ -51,6 +52,10 @@ class EmptyLatent(Node):
                     name,
                     f"{size} is not a multiple of the {ae.kind}'s downsampling factor {ae.downsample}",
                 )
+        try:  # counted in the pixels its decode will make, the same bound as an image's
+            self.ctx.limits.check_pixels(x.width, x.height, x.batch)
+        except TooLarge as err:
+            raise InputError("batch" if x.batch > 1 else "width", str(err)) from None
         shape = (x.batch, ae.latent_channels, x.height // ae.downsample, x.width // ae.downsample)
         return self.Out(
             latent={"samples": torch.zeros(shape, dtype=ae.latent_dtype, device=self.ctx.device)}

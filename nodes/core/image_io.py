@@ -16,6 +16,7 @@ from PIL import ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
 from ...executor.context import Folders
+from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.paths import UnsafePath, check_name, confined
 from ...executor.types import Image, Mask
@@ -89,7 +90,12 @@ class LoadImage(Node):
             raise InputError("image", str(err)) from None
         try:
             with PILImage.open(path) as img:
+                self.ctx.limits.check_image_header(img)  # before a single pixel is decoded
                 frames = [pil_to_image(f.copy()) for f in ImageSequence.Iterator(img)]
+        except TooLarge as err:
+            raise InputError("image", f"'{x.image}': {err}") from None
+        except PILImage.DecompressionBombError as err:  # PIL's own per-frame guard, above ours
+            raise InputError("image", f"'{x.image}': {err}") from None
         except (OSError, ValueError) as err:
             raise InputError("image", f"'{x.image}' is not a readable image: {err}") from None
         size = frames[0][0].shape
@@ -202,6 +208,10 @@ class EmptyImage(Node):
         image: Image
 
     def run(self, x: In) -> Out:
+        try:
+            self.ctx.limits.check_pixels(x.width, x.height, x.batch_size)
+        except TooLarge as err:
+            raise InputError("batch_size" if x.batch_size > 1 else "width", str(err)) from None
         rgb = torch.tensor([(x.color >> 16) & 255, (x.color >> 8) & 255, x.color & 255]) / 255.0
         image = rgb.to(self.ctx.device).expand(x.batch_size, x.height, x.width, 3).contiguous()
         return self.Out(image=image)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ...executor.limits import Limits, TooLarge
 from ...executor.node import InputError
 from .model import VAR, VQVAE
 
@@ -50,6 +51,24 @@ def parse_class_labels(text: str, var: VAR) -> torch.Tensor:
             )
     ids = [num_classes if label == NULL_CLASS_LABEL else label for label in labels]
     return torch.tensor(ids, dtype=torch.long, device=var.device)
+
+
+def check_batch(count: int, side: int, limits: Limits) -> None:
+    """``count`` class labels ask for as many ``side`` x ``side`` images: within the limits?"""
+    try:
+        limits.check_pixels(side, side, count)
+    except TooLarge as err:
+        raise InputError("class_labels", f"{count:,} labels: {err}") from None
+
+
+def check_state_size(count: int, var: VAR, limits: Limits) -> None:
+    """The generation state holds a latent (z_channels x the last token map) per label; bound it
+    before allocating (the image side needs the VQVAE, which the scale steps check)."""
+    full = var.config.patch_nums[-1]
+    try:
+        limits.check_elements((count, var.config.z_channels, full, full), "a latent")
+    except TooLarge as err:
+        raise InputError("class_labels", f"{count:,} labels: {err}") from None
 
 
 def check_pair(var: VAR, vqvae: VQVAE) -> None:

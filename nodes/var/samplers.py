@@ -14,6 +14,7 @@ from ...executor.graph_builder import GraphBuilder, NodeRef
 from ...executor.node import Expand, Inputs, Node, Outputs, ParentInput
 from ...executor.types import Image, Mask
 from .checks import (
+    check_batch,
     check_pair,
     check_schedules_match,
     check_top_k,
@@ -83,7 +84,8 @@ class VARSampler(Node):
     def run(self, x: SamplingInputs) -> Expand:
         check_pair(x.var, x.vqvae)
         check_top_k(x.top_k, x.var)
-        parse_class_labels(x.class_labels, x.var)
+        labels = parse_class_labels(x.class_labels, x.var)
+        check_batch(len(labels), image_side(x.vqvae, x.var.config.patch_nums), self.ctx.limits)
         g = GraphBuilder()
         image, tokens = scale_chain(g, len(x.var.config.patch_nums))
         return Expand(g.build(), ((image.id, 0), (tokens.id, 0)))
@@ -109,6 +111,7 @@ class VARInpaint(Node):
         check_top_k(x.top_k, x.var)
         batch = len(parse_class_labels(x.class_labels, x.var))
         side = image_side(x.vqvae, x.var.config.patch_nums)
+        check_batch(batch, side, self.ctx.limits)
         checked_image(x.image, side, batch)
         checked_mask(x.mask, side, batch)
         g = GraphBuilder()

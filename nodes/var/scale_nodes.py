@@ -22,7 +22,9 @@ from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.types import Image, Mask
 from .checks import (
     SEED_MAX,
+    check_batch,
     check_pair,
+    check_state_size,
     check_top_k,
     checked_mask,
     image_side,
@@ -92,6 +94,7 @@ class VARStart(Node):
 
     def run(self, x: In) -> Out:
         labels = parse_class_labels(x.class_labels, x.var)
+        check_state_size(len(labels), x.var, self.ctx.limits)
         return self.Out(state=start(x.var, labels, seed=x.seed))
 
 
@@ -127,6 +130,7 @@ class VARScaleStep(Node):
                                     f"{var.config.patch_nums}")
         if state.is_complete:
             raise InputError("state", f"all {len(state.patch_nums)} scales are already sampled")
+        check_batch(state.batch_size, image_side(vqvae, state.patch_nums), self.ctx.limits)
         forced = None
         if x.reference is not None or x.mask is not None:
             forced = forced_tokens(state, vqvae, x.reference, x.mask)
