@@ -6,7 +6,10 @@ Python API::
     result = Executor(device="cpu").run(load_workflow("graphs/shapes_sd.json"))
 
 This folder is also a ComfyUI custom-node pack: ComfyUI reads NODE_CLASS_MAPPINGS,
-NODE_DISPLAY_NAME_MAPPINGS and WEB_DIRECTORY from here.
+NODE_DISPLAY_NAME_MAPPINGS and WEB_DIRECTORY from here. Reading the mappings registers the
+``latentgraph`` model folder type with ComfyUI's ``folder_paths`` (see ``comfy_plugin``), so
+loaders find weights in ComfyUI's models/latentgraph, in extra_model_paths.yaml's ``latentgraph:``
+entries, and in this pack's own models/ folder.
 """
 
 from __future__ import annotations

@@ -74,28 +74,47 @@ def _format_error(message: str, as_json: bool, **extra: Any) -> None:
 
 
 class _Progress:
-    """tqdm bars on a terminal: one for the graph, one for the node reporting progress."""
+    """tqdm bars on a terminal: one for the graph, one for the node reporting progress.
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    The graph bar counts what the run's summary counts: every node executed or taken from the
+    cache, the step nodes a sampler expands into at run time included. An expansion's size is
+    known only as it runs, so the total starts at the workflow's size and grows by each expanded
+    node as it arrives; a finished run sets it to the count, so the bar ends at N/N, the N of
+    "executed X node(s), Y from cache".
+    """
+
+    def __init__(self, total: int, enabled: bool, file: Any = None) -> None:
         from tqdm import tqdm
 
         self.enabled = enabled
-        self.graph = tqdm(total=total, desc="nodes", unit="node", disable=not enabled, leave=False)
+        self.done = 0
+        self.total = total
+        self.graph = tqdm(total=total, desc="nodes", unit="node", disable=not enabled, leave=False, file=file)
         self.step: Any = None
         self.tqdm = tqdm
+        self.file = file
+
+    def _count(self, node_ids: Sequence[str]) -> None:
+        self.done += len(node_ids)
+        self.total = max(self.total + sum("." in n for n in node_ids), self.done)
+        self.graph.total = self.total
+        self.graph.update(len(node_ids))
 
     def __call__(self, event: Any) -> None:
         if event.type == "executing" and event.data.get("node") is not None:
-            if "." not in event.data["node"]:
-                self.graph.update(1)
+            self._count([event.data["node"]])
             self.graph.set_postfix_str(event.data["node"])
         elif event.type == "execution_cached":
-            self.graph.update(len([n for n in event.data["nodes"] if "." not in n]))
+            self._count(list(event.data["nodes"]))
+        elif event.type == "execution_success":
+            self.total = self.graph.total = self.done
+            self.graph.refresh()
         elif event.type == "progress" and self.enabled:
             if self.step is None or self.step.total != event.data["max"]:
                 if self.step is not None:
                     self.step.close()
-                self.step = self.tqdm(total=event.data["max"], desc=f"node {event.data['node']}", leave=False)
+                self.step = self.tqdm(total=event.data["max"], desc=f"node {event.data['node']}", leave=False,
+                                      file=self.file)
             self.step.n = event.data["value"]
             self.step.refresh()
 
@@ -114,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         WorkflowFormatError,
         WorkflowInvalid,
     )
+    from .executor.context import PACKAGE_MODELS
     from .executor.workflow import load_workflow
 
     try:
@@ -134,9 +154,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         output=Path(args.output_dir) if args.output_dir else data_dir / "output",
         temp=data_dir / "temp",
         models=Path(args.models_dir) if args.models_dir else data_dir / "models",
+        more_models=(PACKAGE_MODELS,),  # the shipped weights, found from any working directory
     )
     try:
-        executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders)
+        executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders,
+                            limits=_limits(args))
     except ValueError as err:
         _format_error(str(err), args.json)
         return EXIT_RUNTIME
@@ -225,11 +247,65 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _range(low: Any, high: Any) -> str | None:
+    if low is not None and high is not None:
+        return f"{low}..{high}"
+    if low is not None:
+        return f">= {low}"
+    return f"<= {high}" if high is not None else None
+
+
+def describe_node(spec: Any) -> list[str]:
+    """The lines ``latentgraph nodes NAME`` prints: what the node does and each of its sockets."""
+    import textwrap
+
+    lines = [f"{spec.class_type} ({spec.display_name}), version {spec.version}", f"category: {spec.category}"]
+    if spec.description:
+        lines += textwrap.wrap(spec.description, 96)
+    width = max((len(n) for n in [*spec.inputs, *(o.name for o in spec.outputs)]), default=0)
+    lines.append("\ninputs:" if spec.inputs else "\ninputs: none")
+    for name, inp in spec.inputs.items():
+        kind = " | ".join(map(str, inp.socket.choices or ())) if inp.type == "COMBO" else inp.type
+        facts = [kind]
+        if not inp.required:
+            facts.append("optional")
+        if inp.has_default and inp.default is not None:
+            facts.append(f"default {json.dumps(inp.default)}")
+        values, length = _range(inp.ge, inp.le), _range(inp.min_length, inp.max_length)
+        facts += [values] if values else []
+        facts += [f"length {length}"] if length else []
+        lines.append(f"  {name:<{width}}  {', '.join(facts)}")
+        if inp.tooltip:
+            lines += textwrap.wrap(inp.tooltip, 96, initial_indent=" " * (width + 6),
+                                   subsequent_indent=" " * (width + 6))
+    lines.append("outputs:" if spec.outputs else "outputs: none")
+    for out in spec.outputs:
+        lines.append(f"  {out.name:<{width}}  {out.type}" + (f": {out.tooltip}" if out.tooltip else ""))
+    return lines
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
+    import difflib
+
     from .executor.schema import object_info
     from .nodes import default_registry
 
-    specs = sorted(default_registry().specs(), key=lambda s: (s.category, s.class_type))
+    registry = default_registry()
+    if args.name is not None:
+        cls = registry.get(args.name)
+        if cls is None:
+            names = sorted(n.class_type for n in registry)
+            by_lower = {n.lower(): n for n in names}
+            close = [by_lower[m] for m in difflib.get_close_matches(args.name.lower(), list(by_lower), n=5, cutoff=0.6)]
+            hint = f"; did you mean {', '.join(close)}?" if close else "; `latentgraph nodes` lists them"
+            _format_error(f"there is no node '{args.name}'{hint}", args.json, close_matches=close)
+            return EXIT_INVALID
+        if args.json:
+            print(json.dumps({cls.class_type: object_info(cls.spec)}, indent=2))
+        else:
+            print("\n".join(describe_node(cls.spec)))
+        return EXIT_OK
+    specs = sorted(registry.specs(), key=lambda s: (s.category, s.class_type))
     if args.json:
         print(json.dumps({s.class_type: object_info(s) for s in specs}, indent=2))
         return EXIT_OK
@@ -249,6 +325,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), models_dir=Path(args.models_dir) if args.models_dir else None,
         host=args.host, port=args.port, device=args.device, cors_origins=tuple(args.cors_origin or ()),
         auth_token=args.auth_token, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, max_frames=args.max_frames,
+        max_body_mb=args.max_body_mb, max_prompt_nodes=args.max_prompt_nodes or None,
     )
     try:
         serve(config)
@@ -310,6 +388,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from .executor.limits import Limits
+
+    parser.add_argument("--max-pixels", type=int, default=Limits.max_pixels, metavar="N",
+                        help="most pixels (width x height x frames or batch) an image or latent may have "
+                             f"(default {Limits.max_pixels:,})")
+    parser.add_argument("--max-frames", type=int, default=Limits.max_frames, metavar="N",
+                        help=f"most frames of one image file (default {Limits.max_frames:,})")
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from .executor.limits import Limits
+
+    return Limits(max_pixels=args.max_pixels, max_frames=args.max_frames)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentgraph", description="Typed node graphs for image generators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,11 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", action="append", metavar="NODE_ID", help="also compute this node's outputs")
     run.add_argument("--output-dir", help="where LG_SaveImage writes (default DATA_DIR/output)")
     run.add_argument("--input-dir", help="where LG_LoadImage reads (default DATA_DIR/input)")
-    run.add_argument("--models-dir", help="where loaders look for weights (default DATA_DIR/models)")
+    run.add_argument("--models-dir", help="where loaders look for weights first (default DATA_DIR/models); "
+                     "the weights latentgraph ships are looked for next")
     run.add_argument("--data-dir", default=".", help="root of input/, output/, temp/, models/ (default .)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--cache-dir", help="keep expensive results on disk here for later runs")
     run.add_argument("--json", action="store_true", help="print the result or the errors as JSON")
+    _add_limit_options(run)
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check a workflow without running it")
@@ -337,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("-o", "--output", help="file to write (default: stdout)")
     conv.set_defaults(func=cmd_convert)
 
-    nodes = sub.add_parser("nodes", help="list the installed nodes")
-    nodes.add_argument("--json", action="store_true", help="print the /object_info schema")
+    nodes = sub.add_parser("nodes", help="list the installed nodes, or show one")
+    nodes.add_argument("name", nargs="?", metavar="NAME", help="show this node's inputs and outputs (e.g. LG_Sampler)")
+    nodes.add_argument("--json", action="store_true", help="print the /object_info schema (of NAME only, if given)")
     nodes.set_defaults(func=cmd_nodes)
 
     serve = sub.add_parser("serve", help="run the HTTP server (ComfyUI-compatible API)")
@@ -347,12 +444,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8188)
     serve.add_argument("--data-dir", default=".",
                        help="root of input/, output/, temp/, models/ and the queue database (default .)")
-    serve.add_argument("--models-dir", help="where loaders look for weights (default DATA_DIR/models)")
+    serve.add_argument("--models-dir", help="where loaders look for weights first (default DATA_DIR/models); "
+                       "the weights latentgraph ships are looked for next")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     serve.add_argument("--cors-origin", nargs="+", metavar="ORIGIN",
                        help="other browser origins allowed to use the API (e.g. http://localhost:5173)")
     serve.add_argument("--auth-token", help="require this token (Authorization: Bearer, or ?token=)")
     serve.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload accepted (default 100)")
+    _add_limit_options(serve)
+    serve.add_argument("--max-body-mb", type=float, default=32.0,
+                       help="largest JSON body accepted, such as a prompt with its editor layout (default 32)")
+    serve.add_argument("--max-prompt-nodes", type=int, default=50_000,
+                       help="most nodes one posted prompt may have (default 50000; 0: no limit)")
     serve.set_defaults(func=cmd_serve)
 
     submit = sub.add_parser("submit", help="queue a workflow on a running server and follow its progress")
@@ -366,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A workflow's strings reach the messages; one JSON may spell that the terminal cannot
+    # encode (a lone surrogate, "\ud800") is printed escaped rather than as a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     if args.command in ("run", "serve"):
         from .executor.run import settle_heap
         from .nodes import default_registry

@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .executor.context import Folders
+from .executor.context import PACKAGE_MODELS, Folders
 from .executor.schema import _HostContext, comfy_class
 from .nodes import default_registry
 
+# ComfyUI's model folder type for our weights: ComfyUI/models/latentgraph by default, and any
+# `latentgraph:` entry of extra_model_paths.yaml.
+FOLDER_TYPE = "latentgraph"
+COMFY_MODELS_HINT = (f"put it in ComfyUI's models/{FOLDER_TYPE} folder or add a '{FOLDER_TYPE}:' "
+                     "entry to extra_model_paths.yaml (the latentgraph CLI's --models-dir does not apply here)")
+
+
+def model_folders(folder_paths: Any) -> list[Path]:
+    """Register our folder type with ComfyUI's ``folder_paths`` and return where loaders look.
+
+    ComfyUI reads extra_model_paths.yaml before it loads custom nodes, so its ``latentgraph:``
+    entries may already be registered; they are kept (and come first), and ComfyUI's
+    models/latentgraph is added after them once. Loaders then search every folder of the type,
+    ComfyUI's models folder itself (so a name like ``checkpoints/x.safetensors`` works), and
+    last the pack's own models folder, whose shipped weights are used where they are, not copied.
+    """
+    default = os.path.join(folder_paths.models_dir, FOLDER_TYPE)
+    registered = folder_paths.folder_names_and_paths.get(FOLDER_TYPE)
+    if registered is None or default not in registered[0]:
+        folder_paths.add_model_folder_path(FOLDER_TYPE, default)
+    folders = [Path(p) for p in folder_paths.get_folder_paths(FOLDER_TYPE)]
+    return [*folders, Path(folder_paths.models_dir), PACKAGE_MODELS]
+
 
 def _comfy_folders() -> Folders:
-    """ComfyUI's own input/output/temp/models folders when running inside it."""
+    """ComfyUI's own input/output/temp folders and model search list when running inside it."""
     try:
         import folder_paths  # type: ignore[import-not-found]  # ComfyUI's module
     except ImportError:
         return Folders.under(Path.cwd())
+    first, *more = model_folders(folder_paths)
     return Folders(
         Path(folder_paths.get_input_directory()),
         Path(folder_paths.get_output_directory()),
         Path(folder_paths.get_temp_directory()),
-        Path(folder_paths.models_dir),
+        first,
+        more_models=tuple(more),
+        models_hint=COMFY_MODELS_HINT,
     )
 
 

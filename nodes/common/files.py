@@ -1,19 +1,24 @@
 """Finding model files and reading their tensors without ever running code from them.
 
-A model path comes from a workflow, so it is resolved inside the models folder (``confined``); an
-absolute path is accepted only when it exists, since a user typing one means it. Weights are read
-from safetensors, or from a pickle (``.pth``/``.pt``/``.ckpt``/``.bin``) through
-``torch.load(weights_only=True)``, whose unpickler refuses every global that is not a tensor
-building block, so a pickle carrying code is rejected before anything in it runs.
+A model path comes from a workflow. A relative name is looked up in each models folder of the
+host in turn (``Folders.model_folders``: the user's folder(s), then the package's own), the first
+that has it wins; the name itself may not leave its folder (``confined`` refuses ``..``,
+absolute and odd names), but symbolic links inside a models folder are followed, since the
+folder is the user's own. An absolute path is accepted only when it exists and the host allows
+it (the CLI does: a user typing one means it). Weights are read from safetensors, or from a
+pickle (``.pth``/``.pt``/``.ckpt``/``.bin``) through ``torch.load(weights_only=True)``, whose
+unpickler refuses every global that is not a tensor building block, so a pickle carrying code is
+rejected before anything in it runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from ...executor.context import Folders
-from ...executor.paths import UnsafePath, confined
+from ...executor.context import PACKAGE_MODELS, Folders
+from ...executor.paths import UnsafePath, check_name, confined
 
 StateDict = dict[str, torch.Tensor]
 
@@ -46,42 +51,65 @@ class CheckpointError(ValueError):
     """A file or folder that cannot be used as the model asked for; the message names it."""
 
 
-def path_problem(name: Any, message: str) -> str:
-    """A loader's message about its model path, telling how to re-create the file when the path
-    is inside one of the shipped models (deleted, truncated or overwritten by accident)."""
-    parts = Path(name).parts if isinstance(name, str) and name else ()
-    command = SHIPPED_MODELS.get(parts[0]) if parts and not Path(name).is_absolute() else None
-    if command is None:
-        return message
-    return (f"{message}. '{parts[0]}' is one of latentgraph's shipped models: re-create it with "
-            f"`{command}` (see models/README.md)")
+class ModelNotFound(CheckpointError):
+    """A relative model name that none of the models folders holds."""
+
+
+def not_found_message(folders: Folders, name: str) -> str:
+    """What a user needs when a model is nowhere: the folders searched, how to add one, and, for
+    one of the shipped models, the command that re-creates it.
+
+    A host that takes absolute model paths (the CLI, ComfyUI) is the user's own machine, so the
+    folders are given by their paths; a server (``absolute_models`` off) answers clients
+    elsewhere and names each by its last part only, as other messages name files.
+    """
+    parts = check_name(name)
+    searched = []
+    for folder in folders.model_folders:
+        if folders.absolute_models:
+            where = os.path.abspath(folder)
+        else:
+            where = "latentgraph's own models/" if Path(folder) == PACKAGE_MODELS else f"{Path(folder).name}/"
+        link = Path(folder).joinpath(*parts)
+        if link.is_symlink():
+            target = os.readlink(link) if folders.absolute_models else Path(os.readlink(link)).name
+            where += f" (where '{name}' is a link to the missing {target})"
+        searched.append(where)
+    message = (f"'{name}' does not exist in any models folder (searched {', '.join(searched)}); "
+               f"{folders.models_hint}")
+    command = SHIPPED_MODELS.get(parts[0])
+    if command is not None:
+        message += (f". '{parts[0]}' is one of latentgraph's shipped models: re-create it with "
+                    f"`{command}` (see models/README.md)")
+    return message
 
 
 def resolve_model_path(folders: Folders, name: str) -> Path:
-    """The file or folder ``name`` names: a path inside the models folder, or an existing
-    absolute path where the host allows those. Raises CheckpointError when it is unsafe or
-    missing."""
-    models_folder = folders.models
+    """The file or folder ``name`` names: the first models folder holding it (links inside the
+    folder followed), or an existing absolute path where the host allows those. Raises
+    ModelNotFound when no folder has it, CheckpointError when the name is unsafe."""
     candidate = Path(name)
     if candidate.is_absolute():
         if not folders.absolute_models:
             raise CheckpointError(f"'{name}': absolute paths are not allowed here; give a name "
-                                  "inside the models folder")
+                                  "inside a models folder")
         if not candidate.exists():
-            raise CheckpointError(f"'{name}' does not exist")
-        return candidate.resolve()
+            raise ModelNotFound(f"'{name}' does not exist")
+        return candidate  # links not resolved: their names tell the format (see ``confined``)
     try:
-        path = confined(models_folder, name)
+        for folder in folders.model_folders:
+            path = confined(folder, name, follow_links=True)
+            if path.exists():
+                return path
+        raise ModelNotFound(not_found_message(folders, name))
     except UnsafePath as err:
         raise CheckpointError(f"'{name}': {err}") from None
-    if not path.exists():
-        raise CheckpointError(f"'{name}' does not exist in the models folder")
-    return path
 
 
 def path_fingerprint(folders: Folders, name: Any) -> Hashable:
-    """Identity of a model file or folder (path, size, mtime; a folder hashes its file list), so
-    that editing the weights re-executes the nodes reading them."""
+    """Identity of a model file or folder (path, where its links lead, size, mtime; a folder
+    hashes its file list), so that editing the weights, pointing a link elsewhere, or a copy
+    appearing in an earlier models folder re-executes the nodes reading them."""
     if not isinstance(name, str):
         return None  # linked from another node: its signature stands for the name
     try:
@@ -90,16 +118,32 @@ def path_fingerprint(folders: Folders, name: Any) -> Hashable:
         return ("missing", str(name))  # run() reports the problem
     if path.is_file():
         stat = path.stat()
-        return (str(path), stat.st_size, stat.st_mtime_ns)
+        return (str(path), os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
     digest = hashlib.blake2b(digest_size=16)
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)):
+    for file, relative in _folder_files(path):
         stat = file.stat()
-        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return (str(path), digest.hexdigest())
+        digest.update(f"{relative}\0{os.path.realpath(file)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return (str(path), os.path.realpath(path), digest.hexdigest())
 
 
-def _hidden(file: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in file.relative_to(root).parts)
+def _folder_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """The visible files under ``root`` with their relative names, sorted, following linked
+    subfolders (a pipeline folder whose ``unet/`` links elsewhere) but never one twice."""
+    seen: set[str] = set()
+    found: list[tuple[str, Path]] = []
+    for current, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for file in files:
+            path = Path(current, file)
+            if not file.startswith(".") and path.is_file():
+                found.append((path.relative_to(root).as_posix(), path))
+    for relative, path in sorted(found):
+        yield path, relative
 
 
 def display_name(path: Path) -> str:
@@ -184,7 +228,8 @@ def _read_safetensors(path: Path, keys: Iterable[str]) -> StateDict:
 
 
 def _shard_map(index: Path) -> dict[str, Path]:
-    """key -> shard file of a sharded checkpoint; shard names must stay inside its folder."""
+    """key -> shard file of a sharded checkpoint; shard names must stay inside its folder
+    (though links there are followed: a Hugging Face snapshot's files link to its blobs)."""
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
         if not isinstance(weight_map, dict):
@@ -194,7 +239,7 @@ def _shard_map(index: Path) -> dict[str, Path]:
     shards: dict[str, Path] = {}
     for key, shard in weight_map.items():
         try:
-            shards[key] = confined(index.parent, str(shard), must_exist=True)
+            shards[key] = confined(index.parent, str(shard), must_exist=True, follow_links=True)
         except (UnsafePath, FileNotFoundError) as err:
             raise CheckpointError(f"{display_name(index)}: shard '{shard}': {err}") from None
     return shards

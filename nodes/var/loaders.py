@@ -2,11 +2,11 @@
 
 Checkpoints are the official FoundationVision/VAR layout, as ``.pth`` (read with weights-only
 unpickling, so a file carrying code is refused, never run) or as ``.safetensors``. Where a name may
-point is decided before any byte is read: a relative name must stay inside the models folder
-(the shared rules of ``nodes.common.files``: ``confined`` refuses ``..``, odd characters and symlinks
-leading out; absolute names only where the host allows them), and it must be a regular file with a
-checkpoint suffix, so a workflow cannot make the host read devices, pipes, directories or
-arbitrary non-checkpoint files.
+point is decided before any byte is read: a relative name is looked up in the models folders
+(the shared rules of ``nodes.common.files``: ``confined`` refuses ``..`` and odd characters, while
+links the user put in a models folder are followed; absolute names only where the host allows
+them), and it must be a regular file with a checkpoint suffix, so a workflow cannot make the host
+read devices, pipes, directories or arbitrary non-checkpoint files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from ...executor.context import Folders
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
-from ..common.files import CheckpointError, path_fingerprint, path_problem, resolve_model_path
+from ..common.files import CheckpointError, path_fingerprint, resolve_model_path
 from .checks import parse_patch_nums
 from .model import read_state_dict, var_from_state_dict, vqvae_from_state_dict
 from .model.loading import StateDict
@@ -33,17 +33,16 @@ TRAINED_SCALES_KEY = "quantize.ema_vocab_hit_SV"
 
 def checkpoint_path(folders: Folders, name: str) -> Path:
     """The file a loader's ``path`` input names, or InputError('path') saying why not: the
-    shared model-path rules (inside the models folder; absolute only where the host allows),
+    shared model-path rules (in one of the models folders; absolute only where the host allows),
     plus a checkpoint suffix and a regular file, so no device, pipe or folder is ever read."""
     if not name or Path(name).suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise InputError("path", path_problem(
-            name, f"'{name}' is not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"))
+        raise InputError("path", f"'{name}' is not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
     try:
         path = resolve_model_path(folders, name)
     except CheckpointError as err:
-        raise InputError("path", path_problem(name, str(err))) from None
+        raise InputError("path", str(err)) from None
     if not path.is_file():
-        raise InputError("path", path_problem(name, f"'{name}' is not a checkpoint file"))
+        raise InputError("path", f"'{name}' is not a checkpoint file")
     return path
 
 
@@ -56,7 +55,7 @@ def read_checkpoint(path: Path, name: str) -> StateDict:
                        "loading refuses (re-save it as safetensors or as a plain state dict)")
         else:
             message = str(err).replace(str(path), f"'{name}'")
-        raise InputError("path", path_problem(name, message)) from None
+        raise InputError("path", message) from None
 
 
 class CheckpointLoader(Node):
@@ -103,7 +102,7 @@ class LoadVQVAE(CheckpointLoader):
             vqvae = vqvae_from_state_dict(state_dict, patch_nums=patch_nums, dtype=self.ctx.dtype,
                                           device=self.ctx.device, source=f"'{x.path}'")
         except ValueError as err:
-            raise InputError("path", path_problem(x.path, str(err))) from None
+            raise InputError("path", str(err)) from None
         return self.Out(vqvae=vqvae)
 
 
@@ -125,7 +124,7 @@ class LoadVAR(CheckpointLoader):
             var = var_from_state_dict(state_dict, dtype=self.ctx.dtype, device=self.ctx.device,
                                       source=f"'{x.path}'")
         except ValueError as err:
-            raise InputError("path", path_problem(x.path, str(err))) from None
+            raise InputError("path", str(err)) from None
         return self.Out(var=var)
 
 

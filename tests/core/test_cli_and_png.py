@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -151,3 +152,106 @@ def test_set_keeps_text_inputs_as_typed(tmp_path):
     assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path), "--set", "2.filename_prefix=123",
                    "--set", "1.width=8") == 0
     assert (tmp_path / "output" / "123_00001_.png").is_file()
+
+
+# --- models search list -------------------------------------------------------------------------
+
+def test_a_shipped_graph_runs_from_any_directory(tmp_path, monkeypatch):
+    """The shipped weights come from the package's own models folder, wherever the CLI runs."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("run", str(GRAPHS / "shapes_sd.json"), "--device", "cpu", "--set", "5.steps=2") == 0
+    assert (tmp_path / "output" / "shapes_sd_00001_.png").is_file()
+
+
+def vqvae_graph(path: str) -> dict:
+    return {"1": {"class_type": "LG_LoadVQVAE", "inputs": {"path": path, "patch_nums": "1,2,3,4,6,8"}}}
+
+
+def test_models_dir_is_searched_first_and_a_missing_model_names_the_search(tmp_path, capsys):
+    from latentgraph.executor.context import PACKAGE_MODELS
+
+    mine = tmp_path / "mine"
+    (mine / "copy").mkdir(parents=True)
+    (mine / "copy" / "vq.safetensors").symlink_to(PACKAGE_MODELS / "shapes_var" / "vqvae.safetensors")
+    args = ("--data-dir", str(tmp_path), "--models-dir", str(mine), "--target", "1", "--device", "cpu")
+    assert run_cli("run", write(tmp_path, vqvae_graph("copy/vq.safetensors")), *args) == 0
+    assert run_cli("run", write(tmp_path, vqvae_graph("shapes_var/vqvae.safetensors")), *args) == 0
+    capsys.readouterr()
+    assert run_cli("run", write(tmp_path, vqvae_graph("elsewhere/vq.safetensors")), *args) == 1
+    err = capsys.readouterr().err
+    assert str(mine) in err and str(PACKAGE_MODELS) in err and "--models-dir" in err
+    assert str(tmp_path / "models") not in err  # --models-dir replaces DATA_DIR/models
+
+
+# --- nodes NAME ---------------------------------------------------------------------------------
+
+def test_nodes_name_shows_one_node(capsys):
+    assert run_cli("nodes", "LG_Sampler") == 0
+    out = capsys.readouterr().out
+    spec = default_registry()["LG_Sampler"].spec
+    assert out.startswith("LG_Sampler (Sampler)") and f"category: {spec.category}" in out
+    assert spec.description.split()[0] in out
+    assert "steps     INT, default 20, 1..1000" in out
+    assert "guidance scale; <= 1 turns guidance off" in out  # a tooltip
+    assert "ddpm | ddim | euler" in out and "positive  TEXT_EMBEDS, optional" in out
+    assert out.split("outputs:")[1].split() == ["latent", "LATENT"]
+
+
+def test_nodes_name_json_is_its_object_info_entry(capsys):
+    from latentgraph.executor.schema import object_info
+
+    assert run_cli("nodes", "LG_Int", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"LG_Int": json.loads(json.dumps(
+        object_info(default_registry()["LG_Int"].spec)))}
+
+
+def test_nodes_unknown_name_exits_2_with_close_matches(capsys):
+    assert run_cli("nodes", "LG_Samplr") == 2
+    err = capsys.readouterr().err
+    assert "no node 'LG_Samplr'" in err and "did you mean LG_Sampler" in err
+    assert run_cli("nodes", "lg_sampler", "--json") == 2
+    assert json.loads(capsys.readouterr().out)["close_matches"][0] == "LG_Sampler"
+    assert run_cli("nodes", "qqqqqqqq") == 2
+    assert "`latentgraph nodes` lists them" in capsys.readouterr().err
+    assert run_cli("nodes") == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(default_registry())
+
+
+# --- the progress bar ---------------------------------------------------------------------------
+
+def test_progress_total_grows_with_expansions_and_ends_at_the_count():
+    from latentgraph.cli import _Progress
+    from latentgraph.executor import Event
+
+    bar = _Progress(3, enabled=True, file=io.StringIO())
+    seen = []
+    for event in [Event("execution_start", {}), Event("executing", {"node": "1"}),
+                  Event("executing", {"node": "2"}), Event("executing", {"node": "2.a"}),
+                  Event("progress", {"node": "2", "value": 1, "max": 3}),
+                  Event("execution_cached", {"nodes": ["2.b", "2.c"]}), Event("executing", {"node": "2.d"}),
+                  Event("executing", {"node": "3"}), Event("executing", {"node": None}),
+                  Event("execution_success", {})]:
+        bar(event)
+        seen.append((bar.graph.n, bar.graph.total))
+    bar.close()
+    assert seen[3] == (3, 4)  # the first step node: the total grew
+    assert seen[-1] == (7, 7)  # 1, 2, 2.a-2.d and 3, as the summary counts them
+
+
+def test_progress_bar_ends_where_the_summary_does(tmp_path):
+    from latentgraph.cli import _Progress
+    from latentgraph.executor import Executor, Folders
+
+    graph = load_workflow(GRAPHS / "ddpm_vs_ddim.json").nodes
+    for call in graph.values():
+        if call["class_type"] == "LG_Sampler":
+            call["inputs"]["steps"] = 3
+    executor = Executor(device="cpu", folders=Folders.under(tmp_path))
+    counts = []
+    for _ in range(2):  # a cold run (the samplers expand), then one from the cache
+        bar = _Progress(len(graph), enabled=True, file=io.StringIO())
+        result = executor.run(graph, on_event=bar)
+        assert bar.graph.n == bar.graph.total == len(result.executed) + len(result.cached)
+        counts.append(bar.graph.n)
+        bar.close()
+    assert counts[0] > len(graph) and result.cached
