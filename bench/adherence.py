@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 from latentgraph.executor import Executor, Folders, load_workflow
-from latentgraph.training import checker, shapes
+from latentgraph.nodes.shapes import dataset as shapes
+from latentgraph.training import checker
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .shapes import COLOURS, EVAL_SEED_BASE, HUE_CENTRES, SHAPES, class_names, sample
+from ..nodes.shapes.dataset import (
+    COLOURS,
+    EVAL_SEED_BASE,
+    HUE_CENTRES,
+    SHAPES,
+    class_names,
+    sample,
+)
 
 SPECK_FRACTION = 0.004  # components below this fraction of the image are noise
 KEEP_RELATIVE = 0.3  # keep extra components at least this fraction of the largest (split shapes)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .shapes import NUM_CLASSES
+from ..nodes.shapes.dataset import NUM_CLASSES
 
 _SCALAR_TYPES = {"int": int, "float": float, "str": str}
 

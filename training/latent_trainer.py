@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
+from ..nodes.shapes.dataset import TRAIN_SEED_BASE, class_names, make_pool
 from .checker import check
 from .common import EMA, ResumableTrainer, StopTraining, lr_at, param_count
-from .shapes import TRAIN_SEED_BASE, class_names, make_pool
 
 EVAL_STEPS = 20
 

@@ -30,7 +30,7 @@ from tokenizers import models
 from transformers import GemmaTokenizer
 
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION
-from .shapes import CAPTIONS
+from ..nodes.shapes.dataset import CAPTIONS
 
 SPACE = "▁"
 PAD, EOS, BOS, UNK, MASK = "<pad>", "<eos>", "<bos>", "<unk>", "<mask>"

@@ -14,7 +14,7 @@ from pathlib import Path
 from tokenizers import models
 from transformers import CLIPTokenizer
 
-from .shapes import CAPTIONS
+from ..nodes.shapes.dataset import CAPTIONS
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 EOW = "</w>"

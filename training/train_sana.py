@@ -57,11 +57,11 @@ from diffusers import (
 from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
+from ..nodes.shapes.dataset import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
 from .latent_trainer import COMMON_HELP, EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
 from .sana_tokenizer import build_tokenizer
-from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 
 EVAL_GUIDANCE = 4.5  # SanaPipeline's default, and graphs/sana_txt2img.json's
 HEAD_DIM = 32  # SANA's DiT (self and cross attention) and DC-AE attention head width

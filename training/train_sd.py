@@ -38,10 +38,10 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..nodes.shapes.dataset import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .checker import check
 from .common import autocast, parse_config, save_grid, train
 from .latent_trainer import COMMON_HELP, EVAL_STEPS, LatentTrainConfig, LatentTrainer, score
-from .shapes import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 
 EVAL_GUIDANCE = 4.0

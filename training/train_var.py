@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from ..nodes.shapes import dataset as shapes
 from ..nodes.var.model import VAR, VQVAE, generate
 from ..nodes.var.model.quantizer import PhiSharing, area_downsample
 from ..nodes.var.model.var import VARConfig
 from ..nodes.var.model.vqvae import VQVAEConfig
-from . import checker, shapes
+from . import checker
 from .common import lr_at
 
 PATCH_NUMS = (1, 2, 3, 4, 6, 8)  # 64 px images, downsample 8 -> an 8 x 8 latent

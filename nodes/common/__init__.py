@@ -1,17 +1,19 @@
 """Nodes shared by the latent-diffusion families (SD 1.x, SANA): loaders that recognise any
-supported layout, prompt encoding, and autoencoder latents; and the pieces both families use
-(file reading, strict loading, schedules, the TEXT_ENCODER / AUTOENCODER interfaces)."""
+layout of the families they are given, prompt encoding, and autoencoder latents; and the pieces
+the families use (file reading, strict loading, schedules, the family records of ``families``,
+the TEXT_ENCODER / AUTOENCODER interfaces).
+
+This package imports no family: the families import it, and the node pack's assembly
+(``nodes/__init__.py``) hands their records to :func:`nodes`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from ...executor.node import Node
+from . import latent_nodes, loader_nodes, text_nodes
+from .families import Families
 
 
-def __getattr__(name: str) -> Any:
-    # The node modules import both families, and the families import this package's shared
-    # modules; building NODES on first access keeps the import order acyclic.
-    if name == "NODES":
-        from . import latent_nodes, loader_nodes, text_nodes
-
-        return [*loader_nodes.NODES, *text_nodes.NODES, *latent_nodes.NODES]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def nodes(families: Families) -> list[type[Node]]:
+    """The shared nodes, their loaders reading the families of ``families``."""
+    return [*loader_nodes.loader_nodes(families), *text_nodes.NODES, *latent_nodes.NODES]

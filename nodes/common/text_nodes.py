@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ..diffusion.sockets import TextEmbedsSocket
-from .models import TextEncoder
+from .interfaces import TextEncoderProtocol
 from .sockets import TextEncoderSocket
 
 
@@ -29,7 +29,7 @@ class TextEncode(Node):
         embeds: TextEmbedsSocket
 
     def run(self, x: In) -> Out:
-        if not isinstance(x.encoder, TextEncoder):
+        if not isinstance(x.encoder, TextEncoderProtocol):
             raise InputError("encoder", f"expected a TEXT_ENCODER, got {type(x.encoder).__name__}")
         self.ctx.check_interrupted()
         return self.Out(embeds=x.encoder.encode([x.text], instruction=x.instruction))

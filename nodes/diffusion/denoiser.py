@@ -3,13 +3,15 @@
 A denoiser takes x_t (already scaled where the solver needs it), the timestep in the units its
 network was trained on, and text embeddings for both classifier-free-guidance branches; it
 returns both predictions from ONE batched forward ordered [uncond, cond], exactly as diffusers'
-pipelines batch them. Model families (SD U-Net, SANA DiT, ...) subclass :class:`Denoiser` and
-implement :meth:`Denoiser.forward`.
+pipelines batch them. :class:`DenoiserProtocol` is that contract, structurally; model families
+(SD U-Net, SANA DiT, ...) usually subclass :class:`Denoiser`, which implements ``predict`` on
+top of their :meth:`Denoiser.forward`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -58,8 +60,34 @@ class TextEmbeds:
                           join(first.pooled, second.pooled))
 
 
+@runtime_checkable
+class DenoiserProtocol(Protocol):
+    """What a DENOISER socket carries: the training schedule and scheduler configuration a
+    sampler builds its plan from, and the network's predictions. Runtime-checkable, so a node can
+    check what reached it."""
+
+    #: How the network was trained (beta schedule, prediction type, flow shift).
+    schedule: Schedule
+    #: The scheduler configuration it ships with, used when a sampler builds its plan.
+    spacing: str
+    steps_offset: int
+
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, context: TextEmbeds | None
+    ) -> torch.Tensor: ...
+
+    def predict(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        positive: TextEmbeds | None,
+        negative: TextEmbeds | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
 class Denoiser:
-    """Base of every DENOISER. Lives in the executor's model tier (``is_model``)."""
+    """Base of the DENOISERs (satisfies :class:`DenoiserProtocol` once ``forward`` is given).
+    Lives in the executor's model tier (``is_model``)."""
 
     is_model = True
     #: How the network was trained (beta schedule, prediction type, flow shift).

@@ -1,13 +1,15 @@
 """The synthetic coloured-shapes dataset as nodes: reference images for teaching graphs and
-for checking that generated images follow their prompts."""
+for checking that generated images follow their prompts. The dataset itself is ``dataset.py``,
+below both these nodes and the trainers in ``training/`` that import it."""
 
 from __future__ import annotations
 
 import torch
 
+from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.types import Image
-from ...training import shapes
+from . import dataset as shapes
 
 CATEGORY = "latentgraph/shapes"
 
@@ -42,6 +44,10 @@ class ShapesImages(Node):
 
     def run(self, x: In) -> Out:
         ids = parse_class_ids(x.class_ids)
+        try:
+            self.ctx.limits.check_pixels(x.size, x.size, x.count)
+        except TooLarge as err:
+            raise InputError("count", str(err)) from None
         batch = []
         for i in range(x.count):
             class_id = ids[i % len(ids)] if ids else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from latentgraph.nodes.shapes.dataset import TEST_SEED_BASE, sample
 from latentgraph.training.checker import Verdict, check, degrade, is_correct, measure
-from latentgraph.training.shapes import TEST_SEED_BASE, sample
 
 
 def test_accuracy_on_200_fresh_images() -> None:

@@ -7,7 +7,7 @@ import colorsys
 import numpy as np
 import pytest
 import torch
-from latentgraph.training.shapes import (
+from latentgraph.nodes.shapes.dataset import (
     CAPTIONS,
     COLOURS,
     HUE_CENTRES,

@@ -16,8 +16,8 @@ pytest.importorskip("transformers")
 from diffusers import DPMSolverMultistepScheduler, SanaPipeline  # noqa: E402
 from latentgraph.executor import Executor, Folders  # noqa: E402
 from latentgraph.nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION  # noqa: E402
+from latentgraph.nodes.shapes.dataset import CAPTIONS, class_id_of  # noqa: E402
 from latentgraph.training.sana_tokenizer import SPACE, build_tokenizer  # noqa: E402
-from latentgraph.training.shapes import CAPTIONS, class_id_of  # noqa: E402
 from latentgraph.training.train_sana import (  # noqa: E402
     EMPTY,
     PLAIN,

@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from diffusers import DDIMScheduler, StableDiffusionPipeline  # noqa: E402
-from latentgraph.training.shapes import CAPTIONS  # noqa: E402
+from latentgraph.nodes.shapes.dataset import CAPTIONS  # noqa: E402
 from latentgraph.training.tokenizer import caption_words  # noqa: E402
 from latentgraph.training.train_sd import main  # noqa: E402
 from trainer_runs import SMOKE, assert_resumes_bit_exact  # noqa: E402
