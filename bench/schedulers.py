@@ -7,12 +7,17 @@ from an empty cache, in a new executor. Target: <= 1.5 at N = 50. Each row is me
 both sides alternately, as a user's process runs one sampler (in one process for all rows, the
 earlier solvers' heap leaves later rows about 10 % slower on our side, which keeps every output).
 
+Every solver of the solver table with a diffusers oracle has a row; a two-evaluation solver
+(Heun) reads two precomputed outputs per step but the last, as diffusers' loop reads one per
+`step()` call.
+
     python bench/schedulers.py [--steps 50] [--repeat 25] [--shape 1 4 64 64] [--solvers ddim euler]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import subprocess
 import sys
@@ -26,6 +31,7 @@ from diffusers.schedulers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    HeunDiscreteScheduler,
 )
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
@@ -34,28 +40,39 @@ from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.executor.run import settle_heap
 from latentgraph.executor.types import Latent
 from latentgraph.nodes import default_registry
-from latentgraph.nodes.diffusion.step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
+from latentgraph.nodes.diffusion.solvers import SOLVERS
 from pydantic import create_model
 
 SD15 = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
         "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False, "timestep_spacing": "leading"}
 ORACLES = {
     "ddpm": (DDPMScheduler, SD15), "ddim": (DDIMScheduler, SD15), "euler": (EulerDiscreteScheduler, SD15),
-    "euler_ancestral": (EulerAncestralDiscreteScheduler, SD15), "dpmpp_2m": (DPMSolverMultistepScheduler, SD15),
+    "euler_ancestral": (EulerAncestralDiscreteScheduler, SD15), "heun": (HeunDiscreteScheduler, SD15),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, SD15),
+    "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {**SD15, "algorithm_type": "sde-dpmsolver++"}),
     "flow_euler": (FlowMatchEulerDiscreteScheduler, {"shift": 3.0}),
     "flow_dpmpp_2m": (DPMSolverMultistepScheduler,
                       {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0}),
+    "flow_dpmpp_2m_sde": (DPMSolverMultistepScheduler,
+                          {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0,
+                           "algorithm_type": "sde-dpmsolver++"}),
 }
 MODEL_OUTPUTS: list[torch.Tensor] = []
 diffusers_logging.set_verbosity_error()  # it warns that scale_model_input was skipped: on purpose
 
 
-def precomputed_outputs_node(steps: int) -> type[Node]:
+def model_calls(solver: str, steps: int) -> int:
+    """Model evaluations of an N-step run: one per step, or two but on the last (Heun)."""
+    calls = SOLVERS[solver].model_calls
+    return steps * calls - (calls - 1)
+
+
+def precomputed_outputs_node(calls: int) -> type[Node]:
     """The benchmark's stand-in for the network: one node whose output i is the precomputed
-    model output of step i, as diffusers' loop reads them from one list. (Until this version a
+    model output of call i, as diffusers' loop reads them from one list. (Until this version a
     node per step fed them, which charged our side a second executor node per update that the
     loop under test does not have.)"""
-    out = create_model("Out", __base__=Outputs, **{f"step_{i}": (Latent, ...) for i in range(steps)})
+    out = create_model("Out", __base__=Outputs, **{f"call_{i}": (Latent, ...) for i in range(calls)})
 
     class In(Inputs):
         pass
@@ -70,25 +87,33 @@ def precomputed_outputs_node(steps: int) -> type[Node]:
 
 
 def graph_for(solver: str, steps: int, shape: tuple[int, ...]) -> tuple[dict, str]:
-    flow = solver.startswith("flow")
+    """Our loop as the solver's row unrolls it (LG_Sampler's expansion without the network)."""
+    spec = SOLVERS[solver]
     g = GraphBuilder()
-    schedule = g.node("LG_NoiseSchedule", kind="flow" if flow else "scaled_linear",
-                      prediction_type="flow_prediction" if flow else "epsilon", shift=3.0 if flow else 1.0)
+    schedule = g.node("LG_NoiseSchedule", kind="flow" if spec.flow else "scaled_linear",
+                      prediction_type="flow_prediction" if spec.flow else "epsilon", shift=3.0 if spec.flow else 1.0)
     plan = g.node("LG_SamplingPlan", schedule=schedule, steps=steps, solver=solver)
     outputs = g.node("LG_BenchModelOutputs")
     noise = g.node("LG_Noise", like=outputs.out(0), seed=0)  # any tensor of the shape
     sample = g.node("LG_InitialNoise", noise=noise, plan=plan)
-    step_cls = STEP_NODE_FOR_SOLVER[solver]
-    rng, state = noise.out(1), None
+    names = spec.step_node.spec.output_names
+    rng, state, call = noise.out(1), None, 0
     for i in range(steps):
-        inputs = {"sample": sample, "model_output": outputs.out(i), "plan": plan, "step": i}
-        if issubclass(step_cls.In, StochasticStepInputs):
+        inputs = {"sample": sample, "model_output": outputs.out(call), "plan": plan, "step": i}
+        call += 1
+        if spec.stochastic:
             inputs["rng"] = rng
         if state is not None:
             inputs["state"] = state
-        sample = g.node(step_cls.class_type, **inputs)
-        rng = sample.out(2)
-        state = sample.out(2) if solver.endswith("dpmpp_2m") else None
+        step = sample = g.node(spec.step_node.class_type, **inputs)
+        if spec.stochastic:
+            rng = step.out(names.index("rng"))
+        if spec.stateful:
+            state = step.out(names.index("state"))
+        if spec.correction_node is not None and i + 1 < steps:
+            sample = g.node(spec.correction_node.class_type, sample=step, model_output=outputs.out(call), plan=plan,
+                            step=i, stage=step.out(names.index("stage")))
+            call += 1
     return g.build(), sample.id
 
 
@@ -98,8 +123,10 @@ def oracle_loop(solver: str, steps: int, shape: tuple[int, ...]) -> torch.Tensor
     scheduler.set_timesteps(steps)
     gen = torch.Generator().manual_seed(0)
     x = randn_tensor(shape, generator=gen) * getattr(scheduler, "init_noise_sigma", 1.0)
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters  # Heun's does not
+    extra = {"generator": gen} if takes_generator else {}
     for i, t in enumerate(scheduler.timesteps):
-        x = scheduler.step(MODEL_OUTPUTS[i], t, x, generator=gen, return_dict=False)[0]
+        x = scheduler.step(MODEL_OUTPUTS[i], t, x, **extra, return_dict=False)[0]
     return x
 
 
@@ -117,9 +144,10 @@ def paired_medians_ms(fn_a, fn_b, repeat: int) -> tuple[float, float]:
 
 def measure(solver: str, steps: int, shape: tuple[int, ...], repeat: int) -> None:
     """Print one row: ``solver`` at N = ``steps``, ours and diffusers alternately."""
-    registry = NodeRegistry([*default_registry(), precomputed_outputs_node(steps)])
+    calls = model_calls(solver, steps)
+    registry = NodeRegistry([*default_registry(), precomputed_outputs_node(calls)])
     MODEL_OUTPUTS[:] = [torch.randn(shape, generator=torch.Generator().manual_seed(100 + i)) * 0.5
-                        for i in range(steps)]
+                        for i in range(calls)]
     graph, last = graph_for(solver, steps, shape)
 
     def ours() -> torch.Tensor:

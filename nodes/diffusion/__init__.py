@@ -7,8 +7,10 @@ from . import (
          noise_nodes,
          sampler,
          schedule_nodes,
+         solvers,
          step_nodes,
 )
 
-NODES = [*schedule_nodes.NODES, *noise_nodes.NODES, *step_nodes.NODES, *guidance.NODES,
+# The step nodes come from the solver table (solvers/), which names the node of every solver.
+NODES = [*schedule_nodes.NODES, *noise_nodes.NODES, *solvers.NODES, *step_nodes.NODES, *guidance.NODES,
          *sampler.NODES, *ideal_denoiser.NODES, *cuda_graphs.NODES]

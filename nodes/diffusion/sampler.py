@@ -2,21 +2,23 @@
 
 It expands into  noise -> (scale input -> model call -> CFG combine -> solver step) x N,
 so every step is an ordinary node: cached by signature, reported with progress and a preview,
-and shared with a hand-unrolled graph of the same steps.
+and shared with a hand-unrolled graph of the same steps. What the chain holds comes from the
+solver's row in the solver table: the step node, whether the model input is rescaled, the
+random stream and multistep state threaded from step to step, and for a two-evaluation solver
+(Heun) a second  scale input -> model call -> CFG combine -> correction  per step.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from ...executor.graph_builder import GraphBuilder
+from ...executor.graph_builder import GraphBuilder, NodeRef
 from ...executor.node import Expand, Input, Inputs, Node, Outputs, ParentInput
 from ...executor.types import Latent
-from .math.plan import EULER_SOLVERS, Solver
 from .noise_nodes import SEED_MAX
 from .schedule_nodes import checked_plan
 from .sockets import DenoiserSocket, RngSocket, ScheduleSocket, TextEmbedsSocket
-from .step_nodes import STEP_NODE_FOR_SOLVER, StochasticStepInputs
+from .solvers import SOLVERS, Solver, SolverSpec
 
 CATEGORY = "latentgraph/sampling"
 
@@ -66,6 +68,7 @@ class Sampler(Node):
 
 def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, int], ...]]:
     """The expansion of LG_Sampler for the given inputs (literals decide the graph's shape)."""
+    spec = SOLVERS[x.solver]
     g = GraphBuilder()
     P = ParentInput  # noqa: N806 - reads as "the sampler's own input"
     schedule = P("schedule") if x.schedule is not None else g.node(
@@ -76,39 +79,57 @@ def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, 
     stream = {"rng": P("rng")} if x.rng is not None else {}
     noise = g.node("LG_Noise", id="noise", like=P("latent"), seed=P("seed"), **stream)
     if x.denoise >= 1.0:
-        sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
+        start = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
     else:
-        sample = g.node("LG_AddNoise", id="start", sample=P("latent"), noise=noise, plan=plan, step=0)
+        start = g.node("LG_AddNoise", id="start", sample=P("latent"), noise=noise, plan=plan, step=0)
     guided = x.cfg > 1.0 and x.negative is not None
-    step_cls = STEP_NODE_FOR_SOLVER[x.solver]
-    stochastic = issubclass(step_cls.In, StochasticStepInputs)
-    rng, state = noise.out(1), None
-    steps = _plan_length(x)
-    for i in range(steps):
+
+    def model_output(sample: list[Any], level: int, name: str) -> list[Any]:
+        """The guided model output for `sample` at plan step `level`'s noise level and timestep."""
         model_in = sample
-        if x.solver in EULER_SOLVERS:
-            model_in = g.node("LG_ScaleModelInput", id=f"input{i}", sample=sample, plan=plan, step=i)
-        call: dict[str, Any] = {"denoiser": P("denoiser"), "sample": model_in, "plan": plan, "step": i,
+        if spec.scales_model_input:
+            model_in = g.node("LG_ScaleModelInput", id=f"input{name}", sample=sample, plan=plan, step=level).out()
+        call: dict[str, Any] = {"denoiser": P("denoiser"), "sample": model_in, "plan": plan, "step": level,
                                 "positive": P("positive")}
         if guided:
             call["negative"] = P("negative")
-        model = g.node("LG_Denoise", id=f"model{i}", **call)
-        output = model.out(0)
-        if guided:
-            output = g.node("LG_CFGCombine", id=f"cfg{i}", uncond=model.out(1), cond=model.out(0),
-                            scale=P("cfg")).out()
-        inputs: dict[str, Any] = {"sample": sample, "model_output": output, "plan": plan, "step": i}
-        if stochastic:
+        model = g.node("LG_Denoise", id=f"model{name}", **call)
+        if not guided:
+            return model.out(0)
+        return g.node("LG_CFGCombine", id=f"cfg{name}", uncond=model.out(1), cond=model.out(0),
+                      scale=P("cfg")).out()
+
+    outputs = spec.step_node.spec.output_names
+    rng, state = noise.out(1), None
+    sample, last = start.out(), start
+    steps = _plan_length(x)
+    for i in range(steps):
+        inputs: dict[str, Any] = {"sample": sample, "model_output": model_output(sample, i, str(i)),
+                                  "plan": plan, "step": i}
+        if spec.stochastic:
             inputs.update(seed=P("seed"), rng=rng)
         if state is not None:
             inputs["state"] = state
-        step = g.node(step_cls.class_type, id=f"step{i}", **inputs)
-        sample = step
-        if stochastic:
-            rng = step.out(2)
-        if x.solver in ("dpmpp_2m", "flow_dpmpp_2m"):
-            state = step.out(2)
-    return g.build(), ((sample.id, 0),)
+        last = g.node(spec.step_node.class_type, id=f"step{i}", **inputs)
+        sample = last.out(0)
+        if spec.stochastic:
+            rng = last.out(outputs.index("rng"))
+        if spec.stateful:
+            state = last.out(outputs.index("state"))
+        if spec.correction_node is not None and i + 1 < steps:
+            last = _correction(g, spec, last, sample, model_output(sample, i + 1, f"{i}b"), plan, i)
+            sample = last.out(0)
+    return g.build(), ((last.id, 0),)
+
+
+def _correction(g: GraphBuilder, spec: SolverSpec, stage: NodeRef, predicted: list[Any], output: list[Any],
+                plan: NodeRef, i: int) -> NodeRef:
+    """The second stage of step i: the model was evaluated where the first stage moved the sample,
+    at step i + 1's level (Heun: Karras et al. 2022, alg. 1 lines 7-8)."""
+    assert spec.correction_node is not None
+    stage_out = stage.out(spec.step_node.spec.output_names.index("stage"))
+    return g.node(spec.correction_node.class_type, id=f"correct{i}", sample=predicted, model_output=output,
+                  plan=plan, step=i, stage=stage_out)
 
 
 def _plan_length(x: Any) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
-from .math import BetaSchedule, PredictionType, Schedule, Solver, Spacing, make_plan
+from .math import BetaSchedule, PredictionType, Schedule, Spacing
 from .math import SamplingPlan as PlanT
 from .sockets import PlanSocket, ScheduleSocket
+from .solvers import Solver, make_plan
 
 CATEGORY = "latentgraph/sampling/schedules"
 
@@ -45,7 +46,8 @@ class NoiseSchedule(Node):
 
 class SamplingPlan(Node):
     """The timesteps and noise levels of an N-step run for one solver, equal to diffusers'
-    set_timesteps of the matching scheduler. denoise < 1 keeps the tail of the plan (img2img)."""
+    set_timesteps of the matching scheduler (Heun's without the repeated levels diffusers lists
+    for its second model calls). denoise < 1 keeps the tail of the plan (img2img)."""
 
     class_type = "LG_SamplingPlan"
     category = CATEGORY
@@ -69,7 +71,7 @@ def checked_plan(schedule: Schedule, steps: int, solver: str, spacing: str, step
                  denoise: float) -> PlanT:
     """make_plan, with its complaints turned into errors that name the offending input."""
     try:
-        return make_plan(schedule, steps, solver, spacing, steps_offset, denoise)  # type: ignore[arg-type]
+        return make_plan(schedule, steps, solver, spacing, steps_offset, denoise)
     except ValueError as err:
         message = str(err)
         name = next((n for n in ("denoise", "steps_offset", "spacing", "steps") if n in message), "solver")

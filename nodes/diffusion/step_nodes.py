@@ -3,10 +3,16 @@
 Every step is a pure function of its inputs. Randomness comes from a seed, or from the RNG
 state a previous node handed on (so a chain of steps draws the same stream as a pipeline's one
 generator). DPM-Solver++'s multistep history is an explicit SOLVER_STATE input and output.
+
+Each step node names the pure step function it runs (`step_function`) and accepts exactly the
+plans whose solver lists that function (`SamplingPlan.steppers`, from the solver table in
+``solvers/``, which also says which node steps each solver). The input and output models here
+are the building blocks a solver's own file reuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -50,12 +56,18 @@ class StochasticStepOutputs(StepOutputs):
     rng: RngSocket
 
 
-def checked_tensors(node: Node, x: Any, solvers: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+class StepNode(Node):
+    """Base of the nodes that advance a plan: they name the step function they run."""
+
+    step_function: ClassVar[Callable[..., Any]]
+
+
+def checked_tensors(node: StepNode, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The sample and model output, after checking plan, step index and shapes."""
     sample, output = samples_of(x.sample, "sample"), samples_of(x.model_output, "model_output")
-    if x.plan.solver not in solvers:
-        raise InputError("plan", f"the plan was made for solver '{x.plan.solver}'; "
-                                 f"{node.spec.class_type} steps {', '.join(solvers)} plans")
+    if type(node).step_function not in x.plan.steppers:
+        raise InputError("plan", f"the plan was made for solver '{x.plan.solver}', which "
+                                 f"{node.spec.class_type} does not step")
     if not 0 <= x.step < x.plan.num_steps:
         raise InputError("step", f"step {x.step} is outside the plan's {len(x.plan)} steps (0..{len(x.plan) - 1})")
     if sample.shape != output.shape:
@@ -67,14 +79,14 @@ def report(node: Node, x: Any, denoised: torch.Tensor) -> None:
     node.ctx.progress(x.step + 1, len(x.plan), preview=lambda: latent_preview(denoised))
 
 
-def _outputs(x: Any, prev: torch.Tensor, denoised: torch.Tensor) -> dict[str, Any]:
+def step_outputs(x: Any, prev: torch.Tensor, denoised: torch.Tensor) -> dict[str, Any]:
+    """The sample and denoised outputs: the input LATENT's other keys travel on with the sample."""
     return {"sample": {**x.sample, "samples": prev}, "denoised": {"samples": denoised}}
 
 
-class _DeterministicStep(Node):
-    """Shared run() of the steps that draw no noise; subclasses name their solvers and update."""
+class _DeterministicStep(StepNode):
+    """Shared run() of the steps that draw no noise; subclasses name their update."""
 
-    solvers: ClassVar[tuple[str, ...]]
     In = StepInputs
     Out = StepOutputs
 
@@ -83,16 +95,15 @@ class _DeterministicStep(Node):
         raise NotImplementedError
 
     def run(self, x: StepInputs) -> StepOutputs:
-        sample, output = checked_tensors(self, x, self.solvers)
+        sample, output = checked_tensors(self, x)
         prev, denoised = self.update(sample, output, x.plan, x.step)
         report(self, x, denoised)
-        return StepOutputs(**_outputs(x, prev, denoised))
+        return StepOutputs(**step_outputs(x, prev, denoised))
 
 
-class _StochasticStep(Node):
+class _StochasticStep(StepNode):
     """Shared run() of the steps that draw noise: from the seed, or continuing the RNG state."""
 
-    solvers: ClassVar[tuple[str, ...]]
     In = StochasticStepInputs
     Out = StochasticStepOutputs
 
@@ -101,11 +112,11 @@ class _StochasticStep(Node):
         raise NotImplementedError
 
     def run(self, x: StochasticStepInputs) -> StochasticStepOutputs:
-        sample, output = checked_tensors(self, x, self.solvers)
+        sample, output = checked_tensors(self, x)
         gen = generator(x.seed, x.rng)
         prev, denoised = self.update(x, sample, output, gen)
         report(self, x, denoised)
-        return StochasticStepOutputs(**_outputs(x, prev, denoised), rng=gen.get_state())
+        return StochasticStepOutputs(**step_outputs(x, prev, denoised), rng=gen.get_state())
 
 
 class DDPMStep(_StochasticStep):
@@ -114,7 +125,7 @@ class DDPMStep(_StochasticStep):
 
     class_type = "LG_DDPMStep"
     category = CATEGORY
-    solvers = ("ddpm",)
+    step_function = staticmethod(ddpm_step)
 
     def update(self, x, sample, output, gen):
         return ddpm_step(sample, output, x.plan, x.step, gen)
@@ -130,7 +141,7 @@ class DDIMStep(_StochasticStep):
 
     class_type = "LG_DDIMStep"
     category = CATEGORY
-    solvers = ("ddim",)
+    step_function = staticmethod(ddim_step)
     In = DDIMStepInputs
 
     def update(self, x, sample, output, gen):
@@ -143,8 +154,7 @@ class EulerStep(_DeterministicStep):
 
     class_type = "LG_EulerStep"
     category = CATEGORY
-    solvers = ("euler",)
-    update = staticmethod(euler_step)
+    step_function = update = staticmethod(euler_step)
 
 
 class EulerAncestralStep(_StochasticStep):
@@ -153,25 +163,25 @@ class EulerAncestralStep(_StochasticStep):
 
     class_type = "LG_EulerAncestralStep"
     category = CATEGORY
-    solvers = ("euler_ancestral",)
+    step_function = staticmethod(euler_ancestral_step)
 
     def update(self, x, sample, output, gen):
         return euler_ancestral_step(sample, output, x.plan, x.step, gen)
 
 
-class FlowEulerStep(Node):
+class FlowEulerStep(StepNode):
     """Rectified-flow Euler step x_{t-dt} = x_t + (sigma_next - sigma) v (SD3, FlowMatchEuler)."""
 
     class_type = "LG_FlowEulerStep"
     category = CATEGORY
     In = StepInputs
     Out = StepOutputs
-    solvers = ("flow_euler",)
+    step_function = staticmethod(flow_euler_step)
     # The update does not need x0, so it is made only when read (half of this step's arithmetic).
     lazy_outputs = ("denoised",)
 
     def run(self, x: StepInputs) -> tuple[Any, Any]:
-        sample, output = checked_tensors(self, x, self.solvers)
+        sample, output = checked_tensors(self, x)
         wanted = self.ctx.wants("denoised")
         prev, denoised = flow_euler_step(sample, output, x.plan, x.step, with_denoised=wanted)
         self.ctx.progress(x.step + 1, x.plan.num_steps, preview=lambda: latent_preview(
@@ -188,7 +198,15 @@ class DPMSolverOutputs(StepOutputs):
     state: SolverStateSocket
 
 
-class DPMSolverStep(Node):
+def check_state_input(x: Any) -> None:
+    """That a multistep node got the SOLVER_STATE of the step before (none at step 0)."""
+    if x.step > 0 and x.state is None:
+        raise InputError("state", f"step {x.step} needs the SOLVER_STATE of step {x.step - 1}")
+    if x.state is not None and x.state.step_index != x.step - 1:
+        raise InputError("state", f"the state comes from step {x.state.step_index}, not step {x.step - 1}")
+
+
+class DPMSolverStep(StepNode):
     """DPM-Solver++(2M) (Lu et al. 2022, algorithm 2), for epsilon, v and flow predictions
     (SANA's Flow-DPM-Solver is this with flow sigmas). The multistep history travels as an
     explicit state, so a run resumed from a cached middle step is exact."""
@@ -197,21 +215,19 @@ class DPMSolverStep(Node):
     category = CATEGORY
     In = DPMSolverInputs
     Out = DPMSolverOutputs
+    step_function = staticmethod(dpmpp_2m_step)
 
     def run(self, x: DPMSolverInputs) -> DPMSolverOutputs:
-        sample, output = checked_tensors(self, x, ("dpmpp_2m", "flow_dpmpp_2m"))
-        if x.step > 0 and x.state is None:
-            raise InputError("state", f"step {x.step} needs the SOLVER_STATE of step {x.step - 1}")
-        if x.state is not None and x.state.step_index != x.step - 1:
-            raise InputError("state", f"the state comes from step {x.state.step_index}, not step {x.step - 1}")
+        sample, output = checked_tensors(self, x)
+        check_state_input(x)
         prev, denoised, state = dpmpp_2m_step(sample, output, x.plan, x.step, x.state, x.lower_order_final)
         report(self, x, denoised)
-        return DPMSolverOutputs(**_outputs(x, prev, denoised), state=state)
+        return DPMSolverOutputs(**step_outputs(x, prev, denoised), state=state)
 
 
 class ScaleModelInput(Node):
-    """What the network sees at a step: x / sqrt(sigma^2 + 1) for the Euler family (their
-    sigmas are variance-exploding), the sample unchanged for every other solver."""
+    """What the network sees at a step: x / sqrt(sigma^2 + 1) for the Euler family and Heun
+    (their samples are variance-exploding), the sample unchanged for every other solver."""
 
     class_type = "LG_ScaleModelInput"
     category = CATEGORY
@@ -231,9 +247,5 @@ class ScaleModelInput(Node):
         return self.Out(sample={**x.sample, "samples": scale_model_input(sample, x.plan, x.step)})
 
 
-NODES = [DDPMStep, DDIMStep, EulerStep, EulerAncestralStep, FlowEulerStep, DPMSolverStep, ScaleModelInput]
-# Which step node advances each solver's plan, for samplers that unroll into steps.
-STEP_NODE_FOR_SOLVER = {
-    "ddpm": DDPMStep, "ddim": DDIMStep, "euler": EulerStep, "euler_ancestral": EulerAncestralStep,
-    "dpmpp_2m": DPMSolverStep, "flow_euler": FlowEulerStep, "flow_dpmpp_2m": DPMSolverStep,
-}
+# The step nodes join the registry through the solver table (solvers/), which names them.
+NODES = [ScaleModelInput]

@@ -14,6 +14,7 @@ from diffusers.schedulers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    HeunDiscreteScheduler,
 )
 
 # runwayml/stable-diffusion-v1-5 scheduler_config.json, with the spacing made explicit.
@@ -31,15 +32,20 @@ SD15_CONFIG = {
 # builds it (flow-dpm_solver), and its flow-euler alternative.
 SANA_DPM_CONFIG = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0}
 SANA_EULER_CONFIG = {"shift": 3.0}
+# The SDE variants: DPMSolverMultistep with the stochastic DPM-Solver++ (midpoint, order 2).
+SDE_CONFIG = {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
 
 SCHEDULER_CLASSES = {
     "ddpm": DDPMScheduler,
     "ddim": DDIMScheduler,
     "euler": EulerDiscreteScheduler,
     "euler_ancestral": EulerAncestralDiscreteScheduler,
+    "heun": HeunDiscreteScheduler,
     "dpmpp_2m": DPMSolverMultistepScheduler,
+    "dpmpp_2m_sde": DPMSolverMultistepScheduler,
     "flow_euler": FlowMatchEulerDiscreteScheduler,
     "flow_dpmpp_2m": DPMSolverMultistepScheduler,
+    "flow_dpmpp_2m_sde": DPMSolverMultistepScheduler,
 }
 
 LATENT_SHAPE = (1, 4, 8, 8)
@@ -52,12 +58,14 @@ def make_oracle(solver: str, steps: int, **config_overrides: object):
     Discrete solvers start from the SD1.5 config, flow solvers from SANA's; `from_config`
     drops keys a scheduler does not know, as pipelines swapping schedulers rely on.
     """
-    if solver == "flow_dpmpp_2m":
+    if solver.startswith("flow_dpmpp_2m"):
         config = dict(SANA_DPM_CONFIG)
     elif solver == "flow_euler":
         config = dict(SANA_EULER_CONFIG)
     else:
         config = dict(SD15_CONFIG)
+    if solver.endswith("_sde"):
+        config.update(SDE_CONFIG)
     config.update(config_overrides)
     scheduler = SCHEDULER_CLASSES[solver].from_config(config)
     scheduler.set_timesteps(steps)

@@ -17,10 +17,12 @@ from latentgraph.nodes.diffusion.math import (
     euler_ancestral_step,
     euler_step,
     flow_euler_step,
-    make_plan,
     randn_like_diffusers,
     scale_model_input,
 )
+from latentgraph.nodes.diffusion.solvers import make_plan
+from latentgraph.nodes.diffusion.solvers.dpmpp_2m_sde import dpmpp_2m_sde_step
+from latentgraph.nodes.diffusion.solvers.heun import HeunStage, heun_correction, heun_step
 
 SHAPE = (1, 4, 8, 8)
 X = torch.zeros(SHAPE)
@@ -34,6 +36,8 @@ STEP_CALLS = {
     "euler_ancestral": lambda x, out, plan, i: euler_ancestral_step(x, out, plan, i, seed=0),
     "flow_euler": flow_euler_step,
     "dpmpp_2m": lambda x, out, plan, i: dpmpp_2m_step(x, out, plan, i, state=None),
+    "heun": heun_step,
+    "dpmpp_2m_sde": lambda x, out, plan, i: dpmpp_2m_sde_step(x, out, plan, i, state=None, seed=0),
 }
 
 
@@ -85,6 +89,33 @@ def test_dpm_state_shape_must_match_sample():
         dpmpp_2m_step(X, X, DPM, 1, state=state)
 
 
+def test_dpm_sde_checks_its_state_as_dpm_does():
+    plan = plan_for("dpmpp_2m_sde")
+    with pytest.raises(ValueError, match="state is required at step_index 2"):
+        dpmpp_2m_sde_step(X, X, plan, 2, state=None, seed=0)
+    state = DPMSolverState(previous_denoised=X, step_index=0)
+    with pytest.raises(ValueError, match="state comes from step 0 but step_index is 3"):
+        dpmpp_2m_sde_step(X, X, plan, 3, state=state, seed=0)
+
+
+def test_heun_correction_checks_its_stage_and_step():
+    plan = plan_for("heun")
+    _, _, stage = heun_step(X, X, plan, 1)
+    with pytest.raises(
+        ValueError, match="stage comes from the predictor of step 1, but step_index is 2"
+    ):
+        heun_correction(X, X, plan, 2, stage)
+    with pytest.raises(ValueError, match="stage must be a HeunStage"):
+        heun_correction(X, X, plan, 1, None)
+    with pytest.raises(ValueError, match=r"stage.sample has shape \(2, 4, 8, 8\)"):
+        heun_correction(X, X, plan, 1, HeunStage(torch.zeros(2, 4, 8, 8), X, 1))
+    _, _, last = heun_step(X, X, plan, 4)
+    with pytest.raises(ValueError, match="step_index 4 is the plan's last step"):
+        heun_correction(X, X, plan, 4, last)
+    with pytest.raises(ValueError, match="plan was made for solver 'euler', which heun_correction"):
+        heun_correction(X, X, EULER, 1, stage)
+
+
 def test_ddim_with_eta_needs_a_seed():
     plan = plan_for("ddim")
     with pytest.raises(ValueError, match="seed is required when eta > 0"):
@@ -112,7 +143,7 @@ def test_noise_and_guidance_shapes_are_checked():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"solver": "heun"}, "solver must be one of"),
+        ({"solver": "lms"}, "solver must be one of"),
         ({"solver": "flow_euler"}, "solver 'flow_euler' needs a 'flow' schedule"),
         ({"schedule": SANA_SCHEDULE}, "solver 'euler' needs a discrete"),
         ({"schedule": "sd15"}, "schedule must be a Schedule"),

@@ -16,7 +16,6 @@ from diffusers.utils.torch_utils import randn_tensor
 from latentgraph.nodes.diffusion.math import (
     SANA_SCHEDULE,
     SD15_SCHEDULE,
-    SOLVERS,
     add_noise,
     cfg_combine,
     ddim_step,
@@ -25,15 +24,18 @@ from latentgraph.nodes.diffusion.math import (
     euler_ancestral_step,
     euler_step,
     flow_euler_step,
-    make_plan,
     randn_like_diffusers,
     scale_model_input,
 )
+from latentgraph.nodes.diffusion.solvers import SOLVER_NAMES, SOLVERS, make_plan
+from latentgraph.nodes.diffusion.solvers.dpmpp_2m_sde import dpmpp_2m_sde_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 SHAPE = (2, 4, 8, 8)
-FLOW_SOLVERS = ("flow_euler", "flow_dpmpp_2m")
+FLOW_SOLVERS = tuple(name for name in SOLVER_NAMES if SOLVERS[name].flow)
+# One model call per step, as one diffusers step() each (Heun's img2img is in test_heun_and_sde.py).
+ONE_CALL_SOLVERS = tuple(name for name in SOLVER_NAMES if SOLVERS[name].model_calls == 1)
 
 
 def schedule_for(solver):
@@ -64,16 +66,16 @@ def _diffusers_add_noise(scheduler, solver, x0, noise, timestep):
     return scheduler.add_noise(x0, noise, timesteps)
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", SOLVER_NAMES)
 def test_add_noise_equals_scheduler_add_noise(oracle, solver):
     plan = make_plan(schedule_for(solver), 10, solver, steps_offset=1)
     x0 = randn_like_diffusers(SHAPE, 1)
     noise = randn_like_diffusers(SHAPE, 2)
     for step_index in (0, 4, 9):
         scheduler = oracle(solver, 10)
-        expected = _diffusers_add_noise(
-            scheduler, solver, x0, noise, scheduler.timesteps[step_index]
-        )
+        # Heun (order 2) lists each level after the first twice: step k is its entry 2k.
+        timestep = scheduler.timesteps[step_index * scheduler.order]
+        expected = _diffusers_add_noise(scheduler, solver, x0, noise, timestep)
         assert torch.equal(add_noise(x0, noise, plan, step_index), expected)
 
 
@@ -99,12 +101,14 @@ def _our_step(plan, x, model_output, i, state):
         return (*euler_ancestral_step(x, model_output, plan, i, seed), None)
     if plan.solver == "flow_euler":
         return (*flow_euler_step(x, model_output, plan, i), None)
+    if plan.solver.endswith("_sde"):
+        return dpmpp_2m_sde_step(x, model_output, plan, i, state, seed)
     return dpmpp_2m_step(x, model_output, plan, i, state)
 
 
 @pytest.mark.parametrize("strength", (0.3, 0.55, 0.75, 1.0))
 @pytest.mark.parametrize("steps", (10, 25))
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", ONE_CALL_SOLVERS)
 def test_img2img_plan_noising_and_loop_equal_pipeline(oracle, model, solver, steps, strength):
     scheduler = oracle(solver, steps)
     timesteps, remaining = _diffusers_get_timesteps(scheduler, solver, steps, strength)
@@ -127,7 +131,7 @@ def test_img2img_plan_noising_and_loop_equal_pipeline(oracle, model, solver, ste
         assert torch.equal(model_input, expected_input)
         x_ours, _, state = _our_step(plan, x_ours, model(model_input, t), i, state)
         kwargs = {}
-        if solver in ("ddpm", "euler_ancestral"):
+        if solver in ("ddpm", "euler_ancestral") or solver.endswith("_sde"):
             kwargs["generator"] = torch.Generator().manual_seed(100 + i)
         x_theirs = scheduler.step(model(expected_input, t), t, x_theirs, **kwargs).prev_sample
         assert torch.equal(x_ours, x_theirs), (i, (x_ours - x_theirs).abs().max().item())

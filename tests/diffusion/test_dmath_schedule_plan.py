@@ -7,13 +7,16 @@ import dataclasses
 import pytest
 import torch
 from diffusers.schedulers import DDPMScheduler
-from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE, Schedule, make_plan
+from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE, Schedule
+from latentgraph.nodes.diffusion.solvers import make_plan
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 STEP_COUNTS = (1, 2, 5, 10, 20, 50)
 SPACINGS = ("leading", "trailing", "linspace")
-DISCRETE_SOLVERS = ("ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m")
+# Heun lists its levels twice in diffusers: its plans are compared in test_heun_and_sde.py.
+DISCRETE_SOLVERS = ("ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde")
+FLOW_SOLVERS = ("flow_euler", "flow_dpmpp_2m", "flow_dpmpp_2m_sde")
 
 
 @pytest.mark.parametrize(
@@ -53,13 +56,13 @@ def test_sd15_plan_equals_set_timesteps(oracle, solver, steps, spacing):
 
 
 @pytest.mark.parametrize("steps", STEP_COUNTS)
-@pytest.mark.parametrize("solver", ("flow_euler", "flow_dpmpp_2m"))
+@pytest.mark.parametrize("solver", FLOW_SOLVERS)
 def test_sana_plan_equals_set_timesteps(oracle, solver, steps):
     _assert_plan_matches(make_plan(SANA_SCHEDULE, steps, solver), oracle(solver, steps))
 
 
 @pytest.mark.parametrize("shift", (1.0, 6.0))
-@pytest.mark.parametrize("solver", ("flow_euler", "flow_dpmpp_2m"))
+@pytest.mark.parametrize("solver", FLOW_SOLVERS)
 def test_flow_plan_follows_shift(oracle, solver, shift):
     schedule = dataclasses.replace(SANA_SCHEDULE, shift=shift)
     overrides = {"shift": shift} if solver == "flow_euler" else {"flow_shift": shift}
@@ -77,7 +80,7 @@ def test_other_beta_schedules_and_default_offset(oracle, solver, beta_schedule):
     _assert_plan_matches(plan, scheduler)
 
 
-@pytest.mark.parametrize("solver", ("euler", "dpmpp_2m"))
+@pytest.mark.parametrize("solver", ("euler", "dpmpp_2m", "dpmpp_2m_sde"))
 def test_final_sigma_min(oracle, solver):
     plan = make_plan(SD15_SCHEDULE, 10, solver, steps_offset=1, final_sigma="sigma_min")
     _assert_plan_matches(plan, oracle(solver, 10, final_sigmas_type="sigma_min"))

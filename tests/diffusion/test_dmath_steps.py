@@ -2,7 +2,9 @@
 
 A fixed fake model, deterministic in (x, t), drives both loops from the same initial noise; every
 step's model input, next sample and x0 prediction must be bitwise equal (torch.equal). Stochastic
-steps draw from per-step seeds; diffusers gets a fresh CPU generator seeded the same way.
+steps draw from per-step seeds; diffusers gets a fresh CPU generator seeded the same way. Heun
+makes two model calls per step and diffusers' Heun one per `step()`, so its loop is compared call
+by call: predictor against the first-order call, corrector against the second-order one.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from latentgraph.nodes.diffusion.math import (
     euler_ancestral_step,
     euler_step,
     flow_euler_step,
-    make_plan,
     randn_like_diffusers,
     scale_model_input,
 )
+from latentgraph.nodes.diffusion.solvers import SOLVERS, make_plan
+from latentgraph.nodes.diffusion.solvers.dpmpp_2m_sde import dpmpp_2m_sde_step
+from latentgraph.nodes.diffusion.solvers.heun import heun_correction, heun_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -41,9 +45,14 @@ DISCRETE_CASES = [
     ("ddim", 1.0),
     ("euler", 0.0),
     ("euler_ancestral", 0.0),
+    ("heun", 0.0),
     ("dpmpp_2m", 0.0),
+    ("dpmpp_2m_sde", 0.0),
 ]
-DPM_SOLVERS = ("dpmpp_2m", "flow_dpmpp_2m")
+FLOW_SOLVERS = ("flow_euler", "flow_dpmpp_2m", "flow_dpmpp_2m_sde")
+DPM_SOLVERS = ("dpmpp_2m", "flow_dpmpp_2m", "dpmpp_2m_sde", "flow_dpmpp_2m_sde")
+# Solvers whose diffusers step() takes a generator (DDIM's only with eta > 0).
+STOCHASTIC = ("ddpm", "euler_ancestral", "dpmpp_2m_sde", "flow_dpmpp_2m_sde")
 
 
 def our_step(plan, x, model_output, i, state, *, eta=0.0, lower_order_final=True, seed=None):
@@ -59,17 +68,29 @@ def our_step(plan, x, model_output, i, state, *, eta=0.0, lower_order_final=True
         return (*euler_ancestral_step(x, model_output, plan, i, seed), None)
     if solver == "flow_euler":
         return (*flow_euler_step(x, model_output, plan, i), None)
+    if solver == "heun":
+        return heun_step(x, model_output, plan, i)  # the predictor: (x~, denoised, stage)
+    if solver.endswith("_sde"):
+        return dpmpp_2m_sde_step(x, model_output, plan, i, state, seed, lower_order_final)
     return dpmpp_2m_step(x, model_output, plan, i, state, lower_order_final)
 
 
 def our_loop(plan, x, model, *, start=0, state=None, **step_options):
-    """Run steps start.. of `plan`; one (model_input, prev_sample, denoised, state) per step."""
+    """Run steps start.. of `plan`; one (model_input, prev_sample, denoised, state) per model call.
+
+    A two-evaluation solver (Heun) evaluates the model again where its predictor moved the
+    sample, at step i + 1's level, and corrects; the plan's last step has the predictor only."""
     records = []
     for i in range(start, len(plan)):
         model_input = scale_model_input(x, plan, i)
         model_output = model(model_input, plan.timesteps[i])
         x, denoised, state = our_step(plan, x, model_output, i, state, **step_options)
         records.append((model_input, x, denoised, state))
+        if SOLVERS[plan.solver].model_calls == 2 and i + 1 < len(plan):
+            model_input = scale_model_input(x, plan, i + 1)
+            model_output = model(model_input, plan.timesteps[i + 1])
+            x, denoised = heun_correction(x, model_output, plan, i, state)
+            records.append((model_input, x, denoised, None))
     return records
 
 
@@ -80,7 +101,7 @@ def diffusers_loop(scheduler, solver, x, model, *, eta=0.0, generator=None):
         model_input = scheduler.scale_model_input(x, t) if solver != "flow_euler" else x
         model_output = model(model_input, t)
         kwargs = {}
-        if solver in ("ddpm", "euler_ancestral") or (solver == "ddim" and eta > 0):
+        if solver in STOCHASTIC or (solver == "ddim" and eta > 0):
             kwargs["generator"] = generator or torch.Generator().manual_seed(STEP_SEED + i)
         if solver == "ddim":
             kwargs["eta"] = eta
@@ -133,7 +154,7 @@ def test_sd15_loop_is_bitwise_equal(oracle, model, solver, eta, prediction_type,
 
 
 @pytest.mark.parametrize("steps", STEP_COUNTS)
-@pytest.mark.parametrize("solver", ("flow_euler", "flow_dpmpp_2m"))
+@pytest.mark.parametrize("solver", FLOW_SOLVERS)
 def test_sana_loop_is_bitwise_equal(oracle, model, solver, steps):
     plan = make_plan(SANA_SCHEDULE, steps, solver)
     scheduler = oracle(solver, steps)
@@ -141,7 +162,7 @@ def test_sana_loop_is_bitwise_equal(oracle, model, solver, steps):
     assert_records_equal(our_loop(plan, x, model), diffusers_loop(scheduler, solver, x, model))
 
 
-@pytest.mark.parametrize("solver", ("ddpm", "euler_ancestral"))
+@pytest.mark.parametrize("solver", ("ddpm", "euler_ancestral", "dpmpp_2m_sde"))
 def test_one_shared_generator_reproduces_a_pipeline_run(oracle, model, solver):
     """Pipelines hand one generator to every step; passing a Generator as `seed` does the same."""
     plan = make_plan(SD15_SCHEDULE, 10, solver, steps_offset=1)
@@ -163,7 +184,13 @@ def test_one_shared_generator_reproduces_a_pipeline_run(oracle, model, solver):
 
 @pytest.mark.parametrize("resume_at", (1, 7, 14, 19))
 @pytest.mark.parametrize(
-    ("schedule", "solver"), [(SD15_SCHEDULE, "dpmpp_2m"), (SANA_SCHEDULE, "flow_dpmpp_2m")]
+    ("schedule", "solver"),
+    [
+        (SD15_SCHEDULE, "dpmpp_2m"),
+        (SANA_SCHEDULE, "flow_dpmpp_2m"),
+        (SD15_SCHEDULE, "dpmpp_2m_sde"),
+        (SANA_SCHEDULE, "flow_dpmpp_2m_sde"),
+    ],
 )
 def test_dpm_resumes_exactly_from_a_cached_middle_step(model, schedule, solver, resume_at):
     plan = make_plan(schedule, 20, solver, steps_offset=1)
@@ -178,14 +205,17 @@ def test_dpm_resumes_exactly_from_a_cached_middle_step(model, schedule, solver, 
 
 @pytest.mark.parametrize("lower_order_final", (True, False))
 @pytest.mark.parametrize("steps", (5, 20))
-def test_dpm_lower_order_final_with_nonzero_final_sigma(oracle, model, steps, lower_order_final):
-    plan = make_plan(SD15_SCHEDULE, steps, "dpmpp_2m", steps_offset=1, final_sigma="sigma_min")
+@pytest.mark.parametrize("solver", ("dpmpp_2m", "dpmpp_2m_sde"))
+def test_dpm_lower_order_final_with_nonzero_final_sigma(
+    oracle, model, solver, steps, lower_order_final
+):
+    plan = make_plan(SD15_SCHEDULE, steps, solver, steps_offset=1, final_sigma="sigma_min")
     scheduler = oracle(
-        "dpmpp_2m", steps, final_sigmas_type="sigma_min", lower_order_final=lower_order_final
+        solver, steps, final_sigmas_type="sigma_min", lower_order_final=lower_order_final
     )
     x = initial_noise(plan, scheduler)
     ours = our_loop(plan, x, model, lower_order_final=lower_order_final)
-    assert_records_equal(ours, diffusers_loop(scheduler, "dpmpp_2m", x, model))
+    assert_records_equal(ours, diffusers_loop(scheduler, solver, x, model))
 
 
 def test_dpm_lower_order_final_changes_the_last_step_of_short_plans(model):
@@ -197,7 +227,7 @@ def test_dpm_lower_order_final_changes_the_last_step_of_short_plans(model):
 
 
 @pytest.mark.parametrize(
-    ("solver", "eta"), [*DISCRETE_CASES, ("flow_euler", 0.0), ("flow_dpmpp_2m", 0.0)]
+    ("solver", "eta"), [*DISCRETE_CASES, *((name, 0.0) for name in FLOW_SOLVERS)]
 )
 def test_half_precision_loop_is_bitwise_equal(oracle, model, solver, eta):
     schedule = SANA_SCHEDULE if solver.startswith("flow") else SD15_SCHEDULE
@@ -213,7 +243,7 @@ def test_half_precision_loop_is_bitwise_equal(oracle, model, solver, eta):
 
 
 @pytest.mark.parametrize(
-    ("solver", "eta"), [*DISCRETE_CASES, ("flow_euler", 0.0), ("flow_dpmpp_2m", 0.0)]
+    ("solver", "eta"), [*DISCRETE_CASES, *((name, 0.0) for name in FLOW_SOLVERS)]
 )
 def test_steps_are_pure(model, solver, eta):
     schedule = SANA_SCHEDULE if solver.startswith("flow") else SD15_SCHEDULE

@@ -8,6 +8,8 @@ guided as uncond + cfg (cond - uncond). Our LG_Sampler expansion must give the s
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from denoiser_for_tests import SHAPE, TextEmbeds, make_denoiser, registry
@@ -19,7 +21,8 @@ from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE, Sched
 REG = registry()
 SOLVER_SCHEDULE = {
     "ddpm": SD15_SCHEDULE, "ddim": SD15_SCHEDULE, "euler": SD15_SCHEDULE, "euler_ancestral": SD15_SCHEDULE,
-    "dpmpp_2m": SD15_SCHEDULE, "flow_euler": SANA_SCHEDULE, "flow_dpmpp_2m": SANA_SCHEDULE,
+    "heun": SD15_SCHEDULE, "dpmpp_2m": SD15_SCHEDULE, "dpmpp_2m_sde": SD15_SCHEDULE,
+    "flow_euler": SANA_SCHEDULE, "flow_dpmpp_2m": SANA_SCHEDULE, "flow_dpmpp_2m_sde": SANA_SCHEDULE,
 }
 POS, NEG = 1.0, -0.5
 
@@ -27,6 +30,12 @@ POS, NEG = 1.0, -0.5
 @pytest.fixture(scope="module")
 def executor():
     return Executor(device="cpu", registry=REG)
+
+
+def step_kwargs(scheduler, gen):
+    """What a pipeline passes to step(): the generator where the scheduler takes one (diffusers'
+    prepare_extra_step_kwargs; Heun's step takes none)."""
+    return {"generator": gen} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
 
 def oracle_loop(oracle, solver, steps, seed, cfg, batch=1, schedule=None, spacing="leading"):
@@ -42,7 +51,7 @@ def oracle_loop(oracle, solver, steps, seed, cfg, batch=1, schedule=None, spacin
             model_in = scheduler.scale_model_input(model_in, t)
         uncond, cond = denoiser.forward(model_in, t, context).chunk(2)
         guided = uncond + cfg * (cond - uncond)
-        latents = scheduler.step(guided, t, latents, generator=gen, return_dict=False)[0]
+        latents = scheduler.step(guided, t, latents, **step_kwargs(scheduler, gen), return_dict=False)[0]
     return latents
 
 
@@ -84,7 +93,7 @@ def test_without_guidance_only_the_conditional_branch_runs(executor, oracle):
     assert not any(k.startswith("sampler.cfg") for k in executor.run(graph, targets=["sampler"]).cached)
 
 
-@pytest.mark.parametrize("solver", ["ddim", "euler", "dpmpp_2m", "flow_euler"])
+@pytest.mark.parametrize("solver", ["ddim", "euler", "heun", "dpmpp_2m", "dpmpp_2m_sde", "flow_euler"])
 def test_img2img_equals_diffusers(executor, oracle, solver):
     steps, strength = 10, 0.6
     graph = sampler_graph(solver, steps, seed=5, cfg=2.0)
@@ -114,7 +123,8 @@ def test_img2img_equals_diffusers(executor, oracle, solver):
         if hasattr(scheduler, "scale_model_input"):
             model_in = scheduler.scale_model_input(model_in, t)
         uncond, cond = denoiser.forward(model_in, t, context).chunk(2)
-        latents = scheduler.step(uncond + 2.0 * (cond - uncond), t, latents, generator=gen, return_dict=False)[0]
+        guided = uncond + 2.0 * (cond - uncond)
+        latents = scheduler.step(guided, t, latents, **step_kwargs(scheduler, gen), return_dict=False)[0]
     assert torch.equal(ours, latents), (ours - latents).abs().max()
 
 
@@ -203,7 +213,8 @@ def test_sampler_reports_progress_with_previews(solver):
     assert any(e.type == "progress" and e.data["node"] == "sampler" for e in events)
 
 
-@pytest.mark.parametrize("solver", ["ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m"])
+# diffusers' Heun has no rescale_betas_zero_snr: it is compared on v-prediction alone below.
+@pytest.mark.parametrize("solver", ["ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde"])
 @pytest.mark.parametrize("steps", [1, 4, 10])
 def test_zero_terminal_snr_v_prediction_equals_diffusers(executor, oracle, solver, steps):
     """Lin et al. 2024's recipe (zero terminal SNR, v-prediction, trailing spacing), as the
@@ -245,3 +256,116 @@ def test_flow_euler_denoised_is_made_when_read():
     expected = flow_euler_step(values["init"]["samples"], values["noise"]["samples"], values["plan"], 0)
     assert torch.equal(first.outputs["step0"][0]["samples"], expected[0])
     assert torch.equal(first.outputs["step0"][1]["samples"], expected[1])
+
+
+@pytest.mark.parametrize("steps", [1, 4, 9])
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("solver", ["heun", "dpmpp_2m_sde"])
+def test_new_solvers_equal_diffusers_for_each_prediction_and_spacing(executor, oracle, solver, prediction_type,
+                                                                      spacing, steps):
+    graph = sampler_graph(solver, steps, seed=6, cfg=2.5)
+    graph["schedule"]["inputs"]["prediction_type"] = prediction_type
+    graph["denoiser"]["inputs"]["spacing"] = spacing
+    ours = executor.run(graph, targets=["sampler"]).outputs["sampler"][0]["samples"]
+
+    def configured(name, n):
+        return oracle(name, n, prediction_type=prediction_type, timestep_spacing=spacing)
+
+    schedule = Schedule("scaled_linear", 1000, 0.00085, 0.012, prediction_type)
+    expected = oracle_loop(configured, solver, steps, seed=6, cfg=2.5, schedule=schedule, spacing=spacing)
+    assert torch.equal(ours, expected), (ours - expected).abs().max()
+
+
+def unrolled_heun_graph(steps, stop=None):
+    """LG_Sampler's Heun expansion written out by hand: per step a model call, the predictor, a
+    second model call at the level the predictor reached (step + 1) and the corrector."""
+    g = GraphBuilder()
+    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
+    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
+    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="heun")
+    noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
+    sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
+    pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+
+    def guided(x, level, name):
+        scaled = g.node("LG_ScaleModelInput", id=f"input{name}", sample=x, plan=plan, step=level)
+        model = g.node("LG_Denoise", id=f"model{name}", denoiser=denoiser, sample=scaled, plan=plan, step=level,
+                       positive=pos, negative=neg)
+        return g.node("LG_CFGCombine", id=f"cfg{name}", uncond=model.out(1), cond=model.out(0), scale=3.0)
+
+    for i in range(steps if stop is None else stop):
+        predictor = g.node("LG_HeunStep", id=f"step{i}", sample=sample, model_output=guided(sample, i, str(i)),
+                           plan=plan, step=i)
+        sample = predictor
+        if i + 1 < steps:
+            sample = g.node("LG_HeunCorrection", id=f"correct{i}", sample=predictor.out(0),
+                            model_output=guided(predictor.out(0), i + 1, f"{i}b"), plan=plan, step=i,
+                            stage=predictor.out(2))
+    return g.build(), sample.id
+
+
+def unrolled_sde_graph(steps):
+    """The DPM-Solver++(2M) SDE expansion by hand: seed, random stream and state threaded through."""
+    g = GraphBuilder()
+    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
+    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
+    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="dpmpp_2m_sde")
+    noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
+    sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
+    pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+    rng, state = noise.out(1), None
+    for i in range(steps):
+        model = g.node("LG_Denoise", id=f"model{i}", denoiser=denoiser, sample=sample, plan=plan, step=i,
+                       positive=pos, negative=neg)
+        guided = g.node("LG_CFGCombine", id=f"cfg{i}", uncond=model.out(1), cond=model.out(0), scale=3.0)
+        extra = {"state": state} if state is not None else {}
+        sample = g.node("LG_DPMSolverSDEStep", id=f"step{i}", sample=sample, model_output=guided, plan=plan,
+                        step=i, seed=11, rng=rng, **extra)
+        state, rng = sample.out(2), sample.out(3)
+    return g.build(), sample.id
+
+
+@pytest.mark.parametrize(("solver", "unrolled"), [("heun", unrolled_heun_graph), ("dpmpp_2m_sde", unrolled_sde_graph)])
+def test_stepwise_graph_equals_sampler_and_diffusers_and_shares_its_cache(oracle, solver, unrolled):
+    executor = Executor(device="cpu", registry=REG)
+    graph, last = unrolled(5)
+    stepwise = executor.run(graph, targets=[last]).outputs[last][0]["samples"]
+    sampler = sampler_graph(solver, 5, seed=11, cfg=3.0)
+    sampler["sampler"]["inputs"]["schedule"] = ["schedule", 0]
+    rolled = executor.run(sampler, targets=["sampler"])
+    assert torch.equal(stepwise, rolled.outputs["sampler"][0]["samples"])
+    assert torch.equal(stepwise, oracle_loop(oracle, solver, 5, seed=11, cfg=3.0))
+    # Every expanded model call, step and correction came from the stepwise run's cache entries.
+    assert [n for n in rolled.executed if any(k in n for k in (".step", ".model", ".correct"))] == []
+
+
+def test_heun_resumes_exactly_from_a_cached_middle_step():
+    executor = Executor(device="cpu", registry=REG)
+    half, half_last = unrolled_heun_graph(6, stop=3)
+    executor.run(half, targets=[half_last])
+    full, last = unrolled_heun_graph(6)
+    resumed = executor.run(full, targets=[last])
+    first_calls = {f"{kind}{i}" for i in range(3, 6) for kind in ("input", "model", "cfg", "step")}
+    second_calls = {f"{kind}{i}b" for i in range(3, 5) for kind in ("input", "model", "cfg")}
+    assert set(resumed.executed) == first_calls | second_calls | {f"correct{i}" for i in range(3, 5)}
+    fresh = Executor(device="cpu", registry=REG).run(full, targets=[last])
+    assert torch.equal(resumed.outputs[last][0]["samples"], fresh.outputs[last][0]["samples"])
+
+
+@pytest.mark.parametrize("mutate, node, input_name", [
+    (lambda g: g["correct1"]["inputs"].update(stage=["step0", 2]), "correct1", "stage"),
+    # The last step has no second evaluation: its predictor's sample is the result.
+    (lambda g: g.update(extra={"class_type": "LG_HeunCorrection", "inputs": {
+        "sample": ["step4", 0], "model_output": ["cfg3b", 0], "plan": ["plan", 0], "step": 4,
+        "stage": ["step4", 2]}}), "extra", "step"),
+    (lambda g: g["plan"]["inputs"].update(solver="euler"), "step0", "plan"),
+])
+def test_bad_heun_inputs_name_node_and_input(mutate, node, input_name):
+    graph, last = unrolled_heun_graph(5)
+    mutate(graph)
+    with pytest.raises(NodeFailed) as info:
+        Executor(device="cpu", registry=REG).run(graph, targets=["extra" if "extra" in graph else last])
+    assert info.value.node_id == node and f"input '{input_name}'" in str(info.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -23,13 +25,15 @@ def checked_step_index(plan: SamplingPlan, step_index: int) -> int:
     return index
 
 
-def check_plan_solver(plan: SamplingPlan, function: str, solvers: tuple[str, ...]) -> None:
+def check_plan_solver(plan: SamplingPlan, step_function: Callable[..., Any]) -> None:
+    """That `plan` is one `step_function` may advance: its solver's row lists the function."""
     if not isinstance(plan, SamplingPlan):
         raise ValueError(f"plan must be a SamplingPlan, got {type(plan).__name__}")
-    if plan.solver not in solvers:
-        wanted = " or ".join(repr(solver) for solver in solvers)
+    if step_function not in plan.steppers:
+        made_by = ", ".join(f.__name__ for f in plan.steppers) or "no step function"
         raise ValueError(
-            f"plan was made for solver {plan.solver!r}, but {function} needs a {wanted} plan"
+            f"plan was made for solver {plan.solver!r}, which {step_function.__name__} does not "
+            f"step ({made_by} does)"
         )
 
 
@@ -44,18 +48,17 @@ def check_same_shape(
 
 
 def check_step_call(
-    function: str,
-    solvers: tuple[str, ...],
+    step_function: Callable[..., Any],
     sample: torch.Tensor,
     model_output: torch.Tensor,
     plan: SamplingPlan,
     step_index: int,
 ) -> int:
     """Validate the arguments every step function shares; returns the step index as an int."""
-    if (type(step_index) is int and type(plan) is SamplingPlan and plan.solver in solvers
+    if (type(step_index) is int and type(plan) is SamplingPlan and step_function in plan.steppers
             and 0 <= step_index < plan.num_steps and sample.shape == model_output.shape):
         return step_index  # all is well: one test instead of the calls that name what is wrong
-    check_plan_solver(plan, function, solvers)
+    check_plan_solver(plan, step_function)
     check_same_shape("model_output", model_output, "sample", sample)
     return checked_step_index(plan, step_index)
 

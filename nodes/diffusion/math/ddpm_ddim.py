@@ -40,7 +40,7 @@ def ddpm_step(
     beta_tilde. The noise is drawn from `seed` (see `noise` module) only when t > 0, as diffusers
     does; the step from t = 0 returns the posterior mean alone.
     """
-    index = check_step_call("ddpm_step", ("ddpm",), sample, model_output, plan, step_index)
+    index = check_step_call(ddpm_step, sample, model_output, plan, step_index)
     alpha_bar, alpha_bar_prev = plan.alpha_bar_step(index)
     beta_bar = 1 - alpha_bar
     beta_bar_prev = 1 - alpha_bar_prev
@@ -75,7 +75,7 @@ def ddim_step(
     eta = 0 is the deterministic DDIM sampler; eta = 1 recovers DDPM's variance (eq. 16). With
     eta > 0 the noise is drawn from `seed` (see `noise` module), which is then required.
     """
-    index = check_step_call("ddim_step", ("ddim",), sample, model_output, plan, step_index)
+    index = check_step_call(ddim_step, sample, model_output, plan, step_index)
     if eta < 0:
         raise ValueError(f"eta must be non-negative, got {eta}")
     noise = None

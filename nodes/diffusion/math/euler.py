@@ -17,7 +17,7 @@ from .noise import Seed, noise_like
 from .plan import SamplingPlan
 
 
-def _denoise_ve(
+def denoise_ve(
     sample: torch.Tensor, model_output: torch.Tensor, sigma: torch.Tensor, prediction_type: str
 ) -> torch.Tensor:
     """D(x): the clean sample implied by an epsilon or v prediction at VE noise level sigma."""
@@ -34,10 +34,10 @@ def euler_step(
 
     The update runs in float32 and is cast back to the model output's dtype, as diffusers does.
     """
-    index = check_step_call("euler_step", ("euler",), sample, model_output, plan, step_index)
+    index = check_step_call(euler_step, sample, model_output, plan, step_index)
     sigma = plan.sigma_levels[index]
     sample = in_dtype(sample, torch.float32)
-    denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
+    denoised = denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
     derivative = (sample - denoised).div_(sigma)
     prev_sample = plus(sample, derivative.mul_(plan.sigma_deltas[index]))
     return in_dtype(prev_sample, model_output.dtype), denoised
@@ -57,12 +57,10 @@ def euler_ancestral_step(
     `get_ancestral_step`, eta = 1). Noise comes from `seed` (see `noise` module) on every step,
     including the last where sigma_up = 0, matching diffusers' draws.
     """
-    index = check_step_call(
-        "euler_ancestral_step", ("euler_ancestral",), sample, model_output, plan, step_index
-    )
+    index = check_step_call(euler_ancestral_step, sample, model_output, plan, step_index)
     sigma, sigma_next = plan.sigma_levels[index], plan.sigma_levels[index + 1]
     sample = in_dtype(sample, torch.float32)
-    denoised = _denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
+    denoised = denoise_ve(sample, model_output, sigma, plan.schedule.prediction_type)
 
     sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
     sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
@@ -85,9 +83,7 @@ def flow_euler_step(
     x0 = x_sigma - sigma * v (rectified flow, Liu et al. 2023). The update does not need x0:
     ``with_denoised=False`` leaves it out (None).
     """
-    index = check_step_call(
-        "flow_euler_step", ("flow_euler",), sample, model_output, plan, step_index
-    )
+    index = check_step_call(flow_euler_step, sample, model_output, plan, step_index)
     sample = in_dtype(sample, torch.float32)
     prev_sample = plus(sample, plan.sigma_deltas[index] * model_output)
     # One sigma, and in a run without previews only at a requested last step: indexing once is

@@ -5,18 +5,19 @@ from __future__ import annotations
 import torch
 
 from ._validation import check_same_shape, checked_step_index
-from .plan import EULER_SOLVERS, SamplingPlan
+from .plan import SamplingPlan
 
 
 def scale_model_input(sample: torch.Tensor, plan: SamplingPlan, step_index: int) -> torch.Tensor:
     """The tensor to feed the model at step `step_index`.
 
-    Euler-family plans hold x in the variance-exploding form x0 + sigma * eps, while the network
-    was trained on unit-variance inputs, so they divide by sqrt(sigma^2 + 1) (Karras et al. 2022,
-    c_in of Table 1). Every other solver feeds the sample unchanged.
+    Plans in the "ve" parameterization (the Euler family, Heun) hold x in the variance-exploding
+    form x0 + sigma * eps, while the network was trained on unit-variance inputs, so they divide
+    by sqrt(sigma^2 + 1) (Karras et al. 2022, c_in of Table 1). Every other plan feeds the sample
+    unchanged.
     """
     index = checked_step_index(plan, step_index)
-    if plan.solver not in EULER_SOLVERS:
+    if plan.parameterization != "ve":
         return sample
     sigma = plan.sigmas[index]
     return sample / ((sigma**2 + 1) ** 0.5)

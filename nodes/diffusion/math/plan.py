@@ -1,34 +1,39 @@
 """Sampling plans: the timesteps and noise levels one sampling run visits, fixed up front.
 
-`make_plan` reproduces the `set_timesteps` of the matching diffusers scheduler exactly, including
+Each plan builder here reproduces the `set_timesteps` of a diffusers scheduler exactly, including
 its dtypes (timesteps are int64 or float32 as diffusers feeds them to the model; sigmas are float32
-after any float64 interpolation) and its img2img truncation.
+after any float64 interpolation), and `truncate` its img2img truncation. Nothing here knows a
+solver by name: which builder a solver uses, and what its plans say about it (the
+parameterization of its samples, the step functions that may advance them), is one row of the
+solver table in ``nodes/diffusion/solvers``, whose `make_plan` assembles plans with `build_plan`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
 from .schedule import Schedule
 
-Solver = Literal[
-    "ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m", "flow_euler", "flow_dpmpp_2m"
-]
 Spacing = Literal["leading", "trailing", "linspace"]
 FinalSigma = Literal["zero", "sigma_min"]
+# How a plan's samples mix data and noise; it decides q(x_t | x_0) (`add_noise`), whether the
+# model input is rescaled (`scale_model_input`) and the VP pair DPM-Solver works with:
+#   alpha_bar  sqrt(ab_t) x0 + sqrt(1 - ab_t) eps from the alpha_bar tables (DDPM eq. 4)
+#   ve         x0 + sigma eps, variance exploding (Karras et al. 2022)
+#   vp         alpha_t x0 + sigma_t eps with alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t
+#   flow       (1 - sigma) x0 + sigma eps, rectified flow
+Parameterization = Literal["alpha_bar", "ve", "vp", "flow"]
 
-SOLVERS: tuple[str, ...] = get_args(Solver)
 SPACINGS: tuple[str, ...] = get_args(Spacing)
-FLOW_SOLVERS = ("flow_euler", "flow_dpmpp_2m")
-EULER_SOLVERS = ("euler", "euler_ancestral")
-DPM_SOLVERS = ("dpmpp_2m", "flow_dpmpp_2m")
-ALPHA_BAR_SOLVERS = ("ddpm", "ddim")
+FINAL_SIGMAS: tuple[str, ...] = get_args(FinalSigma)
+PARAMETERIZATIONS: tuple[str, ...] = get_args(Parameterization)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,22 +41,29 @@ class SamplingPlan:
     """Everything a step function needs to know about a sampling run. Treat tensors as read-only.
 
     Step `i` takes the sample at noise level `sigmas[i]`, evaluates the model at `timesteps[i]`
-    and moves the sample to `sigmas[i + 1]`. For `ddpm`/`ddim` the sigmas are the equivalent
-    variance-exploding levels sqrt((1 - alpha_bar) / alpha_bar) of `alpha_bars` followed by that of
-    `alpha_bars_prev[-1]`; those solvers step with the alpha_bar tables.
+    and moves the sample to `sigmas[i + 1]` (a two-evaluation solver such as Heun evaluates the
+    model a second time at `timesteps[i + 1]` on its way there). For `alpha_bar` plans (DDPM,
+    DDIM) the sigmas are the equivalent variance-exploding levels sqrt((1 - alpha_bar) / alpha_bar)
+    of `alpha_bars` followed by that of `alpha_bars_prev[-1]`; those solvers step with the tables.
+
+    `parameterization` and `steppers` come from the solver's row in the solver table: how the
+    samples mix data and noise, and the step functions that may advance this plan (a step
+    function refuses the plans of other solvers).
 
     With `denoise < 1` the plan is the tail of the full `num_inference_steps`-step plan, starting
     `skipped_steps` in: img2img noises the input to `start_sigma` / `start_timestep` (see
     `add_noise`) and runs the remaining steps.
     """
 
-    solver: Solver
+    solver: str
     schedule: Schedule
     timesteps: torch.Tensor
     sigmas: torch.Tensor
     num_inference_steps: int
     skipped_steps: int
     init_noise_sigma: float
+    parameterization: Parameterization
+    steppers: tuple[Callable[..., Any], ...]
     alpha_bars: torch.Tensor | None = None
     alpha_bars_prev: torch.Tensor | None = None
 
@@ -95,7 +107,9 @@ class SamplingPlan:
     @cached_property
     def _alpha_bar_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         if self.alpha_bars is None or self.alpha_bars_prev is None:
-            raise ValueError(f"a {self.solver!r} plan has no alpha_bar tables; only ddpm/ddim do")
+            raise ValueError(
+                f"a {self.solver!r} plan has no alpha_bar tables; only alpha_bar plans do"
+            )
         return tuple(zip(self.alpha_bars.unbind(0), self.alpha_bars_prev.unbind(0), strict=True))
 
     @property
@@ -109,73 +123,45 @@ class SamplingPlan:
         return self.sigmas[0]
 
     def alpha_bar_step(self, step_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(alpha_bar at step `step_index`, alpha_bar the step moves to); ddpm/ddim plans only."""
+        """(alpha_bar at step `step_index`, alpha_bar the step moves to); alpha_bar plans only."""
         return self._alpha_bar_pairs[step_index]
 
 
-def make_plan(
-    schedule: Schedule,
-    steps: int,
-    solver: Solver,
-    spacing: Spacing = "leading",
-    steps_offset: int = 0,
-    denoise: float = 1.0,
-    *,
-    set_alpha_to_one: bool = False,
-    final_sigma: FinalSigma = "zero",
-) -> SamplingPlan:
-    """Build the plan diffusers' matching scheduler would after `set_timesteps(steps)`.
+@dataclass(frozen=True)
+class PlanRequest:
+    """What a plan builder is asked for, after `check_plan_request`.
 
-    Args:
-        schedule: the training schedule; flow solvers need `beta_schedule="flow"`, the others a
-            discrete schedule.
-        steps: number of inference steps before `denoise` truncation.
-        solver: which sampler the plan is for; each step function accepts only its own plans.
-        spacing, steps_offset: timestep spacing of Lin et al. 2024 (Table 2) for discrete
-            schedules. Flow solvers ignore both, as diffusers' flow schedulers do.
-        denoise: img2img strength in (0, 1]. Discrete solvers keep `int(steps * denoise)` steps
-            (StableDiffusionImg2ImgPipeline.get_timesteps); flow solvers keep
-            `steps - int(steps - steps * denoise)` (StableDiffusion3Img2ImgPipeline.get_timesteps).
-        set_alpha_to_one: DDIM only; whether the step after t = 0 lands on alpha_bar = 1 (True) or
-            on alpha_bar_0 (False, as SD1.5 configures it).
-        final_sigma: `euler` and `dpmpp_2m` only; end at sigma 0 or at the schedule's smallest
-            sigma (diffusers' `final_sigmas_type`).
+    `spacing` and `steps_offset` are the timestep spacing of Lin et al. 2024 (Table 2) for
+    discrete schedules (flow builders ignore both, as diffusers' flow schedulers do);
+    `set_alpha_to_one` and `final_sigma` are read only by the builders of solvers whose row
+    accepts them (diffusers' `set_alpha_to_one` and `final_sigmas_type`).
     """
-    _check_arguments(
-        schedule, steps, solver, spacing, steps_offset, denoise, set_alpha_to_one, final_sigma
-    )
-    if solver in ALPHA_BAR_SOLVERS:
-        plan = _alpha_bar_plan(schedule, steps, solver, spacing, steps_offset, set_alpha_to_one)
-    elif solver in EULER_SOLVERS:
-        plan = _euler_plan(schedule, steps, solver, spacing, steps_offset, final_sigma)
-    elif solver == "dpmpp_2m":
-        plan = _dpm_plan(schedule, steps, spacing, steps_offset, final_sigma)
-    elif solver == "flow_euler":
-        plan = _flow_euler_plan(schedule, steps)
-    else:
-        plan = _flow_dpm_plan(schedule, steps)
-    return _truncate(plan, denoise)
+
+    schedule: Schedule
+    steps: int
+    spacing: str = "leading"
+    steps_offset: int = 0
+    set_alpha_to_one: bool = False
+    final_sigma: str = "zero"
 
 
-def _check_arguments(
-    schedule: Schedule,
-    steps: int,
-    solver: str,
-    spacing: str,
-    steps_offset: int,
-    denoise: float,
-    set_alpha_to_one: bool,
-    final_sigma: str,
-) -> None:
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if (solver in FLOW_SOLVERS) != schedule.is_flow:
-        wanted = "a 'flow'" if solver in FLOW_SOLVERS else "a discrete (non-flow)"
-        raise ValueError(
-            f"solver {solver!r} needs {wanted} schedule, got beta_schedule={schedule.beta_schedule!r}"
-        )
+@dataclass(frozen=True, eq=False)
+class PlanTables:
+    """What a plan builder computes: the levels of a full (untruncated) run."""
+
+    timesteps: torch.Tensor
+    sigmas: torch.Tensor
+    init_noise_sigma: float = 1.0
+    alpha_bars: torch.Tensor | None = None
+    alpha_bars_prev: torch.Tensor | None = None
+
+
+PlanBuilder = Callable[[PlanRequest], PlanTables]
+
+
+def check_plan_request(request: PlanRequest, denoise: float) -> None:
+    """The checks every plan shares; each error names the offending argument."""
+    schedule, steps = request.schedule, request.steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if not schedule.is_flow and steps > schedule.num_train_timesteps:
@@ -183,18 +169,42 @@ def _check_arguments(
             f"steps ({steps}) cannot exceed the schedule's num_train_timesteps "
             f"({schedule.num_train_timesteps})"
         )
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-    if isinstance(steps_offset, bool) or not isinstance(steps_offset, int) or steps_offset < 0:
-        raise ValueError(f"steps_offset must be a non-negative int, got {steps_offset!r}")
+    if request.spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {request.spacing!r}")
+    offset = request.steps_offset
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"steps_offset must be a non-negative int, got {offset!r}")
     if not 0 < denoise <= 1:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
-    if set_alpha_to_one and solver != "ddim":
-        raise ValueError(f"set_alpha_to_one only applies to the 'ddim' solver, not {solver!r}")
-    if final_sigma not in get_args(FinalSigma):
-        raise ValueError(f"final_sigma must be one of {get_args(FinalSigma)}, got {final_sigma!r}")
-    if final_sigma != "zero" and solver not in ("euler", "dpmpp_2m"):
-        raise ValueError(f"final_sigma={final_sigma!r} only applies to 'euler' and 'dpmpp_2m'")
+    if request.final_sigma not in FINAL_SIGMAS:
+        raise ValueError(f"final_sigma must be one of {FINAL_SIGMAS}, got {request.final_sigma!r}")
+
+
+def build_plan(
+    solver: str,
+    builder: PlanBuilder,
+    parameterization: Parameterization,
+    steppers: tuple[Callable[..., Any], ...],
+    request: PlanRequest,
+    denoise: float = 1.0,
+) -> SamplingPlan:
+    """The plan `builder` makes for `request`, labelled with its solver's facts and truncated
+    for img2img (`denoise < 1`, see `truncate`)."""
+    tables = builder(request)
+    plan = SamplingPlan(
+        solver=solver,
+        schedule=request.schedule,
+        timesteps=tables.timesteps,
+        sigmas=tables.sigmas,
+        num_inference_steps=int(tables.timesteps.shape[0]),
+        skipped_steps=0,
+        init_noise_sigma=tables.init_noise_sigma,
+        parameterization=parameterization,
+        steppers=steppers,
+        alpha_bars=tables.alpha_bars,
+        alpha_bars_prev=tables.alpha_bars_prev,
+    )
+    return truncate(plan, denoise)
 
 
 # --- timestep grids -------------------------------------------------------------------------------
@@ -219,7 +229,7 @@ def _integer_grid(train_steps: int, steps: int, spacing: str, steps_offset: int)
 
 
 def _euler_grid(train_steps: int, steps: int, spacing: str, steps_offset: int) -> np.ndarray:
-    """Float32 timesteps of the Euler schedulers; 'linspace' is left unrounded there."""
+    """Float32 timesteps of the Euler and Heun schedulers; 'linspace' is left unrounded there."""
     if spacing == "linspace":
         return np.linspace(0, train_steps - 1, steps, dtype=np.float32)[::-1].copy()
     return _integer_grid(train_steps, steps, spacing, steps_offset).astype(np.float32)
@@ -235,7 +245,7 @@ def _dpm_grid(train_steps: int, steps: int, spacing: str, steps_offset: int) -> 
     return _integer_grid(train_steps, steps, spacing, steps_offset)
 
 
-# --- per-solver plans -----------------------------------------------------------------------------
+# --- plan builders (one per set_timesteps) --------------------------------------------------------
 
 
 def _train_sigmas(schedule: Schedule) -> torch.Tensor:
@@ -256,85 +266,88 @@ def _final_sigma_value(schedule: Schedule, final_sigma: str) -> float:
     return float(_train_sigmas(schedule)[0]) if final_sigma == "sigma_min" else 0.0
 
 
-def _alpha_bar_plan(
-    schedule: Schedule,
-    steps: int,
-    solver: Solver,
-    spacing: str,
-    steps_offset: int,
-    set_alpha_to_one: bool,
-) -> SamplingPlan:
-    alphas_cumprod = schedule.alphas_cumprod
-    timesteps = torch.from_numpy(
-        _integer_grid(schedule.num_train_timesteps, steps, spacing, steps_offset)
-    )
-    if solver == "ddpm":
-        # DDPM steps to the next planned timestep; past the last one lies x_0 (alpha_bar = 1).
-        prev_timesteps = torch.cat([timesteps[1:], torch.tensor([-1])])
-        final_alpha_bar = torch.tensor(1.0)
-    else:
-        # DDIM always jumps by T // steps, whatever the spacing (diffusers' DDIMScheduler.step).
-        prev_timesteps = timesteps - schedule.num_train_timesteps // steps
-        final_alpha_bar = torch.tensor(1.0) if set_alpha_to_one else alphas_cumprod[0]
+def _alpha_bar_tables(
+    request: PlanRequest, prev_timesteps: torch.Tensor, timesteps: torch.Tensor, final: torch.Tensor
+) -> PlanTables:
+    alphas_cumprod = request.schedule.alphas_cumprod
     alpha_bars = alphas_cumprod[timesteps]
     alpha_bars_prev = torch.where(
-        prev_timesteps >= 0, alphas_cumprod[prev_timesteps.clamp(min=0)], final_alpha_bar
+        prev_timesteps >= 0, alphas_cumprod[prev_timesteps.clamp(min=0)], final
     )
     levels = torch.cat([alpha_bars, alpha_bars_prev[-1:]])
-    return SamplingPlan(
-        solver=solver,
-        schedule=schedule,
+    return PlanTables(
         timesteps=timesteps,
         sigmas=((1 - levels) / levels) ** 0.5,
-        num_inference_steps=len(timesteps),
-        skipped_steps=0,
-        init_noise_sigma=1.0,
         alpha_bars=alpha_bars,
         alpha_bars_prev=alpha_bars_prev,
     )
 
 
-def _euler_plan(
-    schedule: Schedule,
-    steps: int,
-    solver: Solver,
-    spacing: str,
-    steps_offset: int,
-    final_sigma: str,
-) -> SamplingPlan:
-    timesteps = _euler_grid(schedule.num_train_timesteps, steps, spacing, steps_offset)
-    sigmas = _interpolated_sigmas(schedule, timesteps, _final_sigma_value(schedule, final_sigma))
+def _discrete_timesteps(request: PlanRequest) -> torch.Tensor:
+    train_steps = request.schedule.num_train_timesteps
+    return torch.from_numpy(
+        _integer_grid(train_steps, request.steps, request.spacing, request.steps_offset)
+    )
+
+
+def ddpm_plan(request: PlanRequest) -> PlanTables:
+    """DDPMScheduler.set_timesteps: each step goes to the next planned timestep; past the last
+    one lies x_0 (alpha_bar = 1)."""
+    timesteps = _discrete_timesteps(request)
+    prev_timesteps = torch.cat([timesteps[1:], torch.tensor([-1])])
+    return _alpha_bar_tables(request, prev_timesteps, timesteps, torch.tensor(1.0))
+
+
+def ddim_plan(request: PlanRequest) -> PlanTables:
+    """DDIMScheduler.set_timesteps: a step always jumps by T // steps, whatever the spacing
+    (DDIMScheduler.step); the step after t = 0 lands on alpha_bar = 1 with `set_alpha_to_one`,
+    else on alpha_bar_0 (as SD1.5 configures it)."""
+    timesteps = _discrete_timesteps(request)
+    prev_timesteps = timesteps - request.schedule.num_train_timesteps // request.steps
+    alphas_cumprod = request.schedule.alphas_cumprod
+    final = torch.tensor(1.0) if request.set_alpha_to_one else alphas_cumprod[0]
+    return _alpha_bar_tables(request, prev_timesteps, timesteps, final)
+
+
+def euler_plan(request: PlanRequest) -> PlanTables:
+    """EulerDiscreteScheduler.set_timesteps (also Euler ancestral's, and Heun's before it
+    repeats every level but the first for its second evaluations)."""
+    schedule = request.schedule
+    timesteps = _euler_grid(
+        schedule.num_train_timesteps, request.steps, request.spacing, request.steps_offset
+    )
+    sigmas = _interpolated_sigmas(
+        schedule, timesteps, _final_sigma_value(schedule, request.final_sigma)
+    )
     # Pure-noise latents have variance sigma_max^2 in the VE parameterisation. With 'leading'
     # spacing diffusers scales by sqrt(sigma_max^2 + 1) instead; we follow it for parity.
     sigma_max = sigmas.max()
-    init_noise_sigma = (sigma_max**2 + 1) ** 0.5 if spacing == "leading" else sigma_max
-    return SamplingPlan(
-        solver=solver,
-        schedule=schedule,
+    leading = request.spacing == "leading"
+    init_noise_sigma = (sigma_max**2 + 1) ** 0.5 if leading else sigma_max
+    return PlanTables(
         timesteps=torch.from_numpy(timesteps),
         sigmas=sigmas,
-        num_inference_steps=len(timesteps),
-        skipped_steps=0,
         init_noise_sigma=float(init_noise_sigma),
     )
 
 
-def _dpm_plan(
-    schedule: Schedule, steps: int, spacing: str, steps_offset: int, final_sigma: str
-) -> SamplingPlan:
-    timesteps = _dpm_grid(schedule.num_train_timesteps, steps, spacing, steps_offset)
-    return SamplingPlan(
-        solver="dpmpp_2m",
-        schedule=schedule,
+def dpm_plan(request: PlanRequest) -> PlanTables:
+    """DPMSolverMultistepScheduler.set_timesteps on a discrete schedule."""
+    schedule = request.schedule
+    timesteps = _dpm_grid(
+        schedule.num_train_timesteps, request.steps, request.spacing, request.steps_offset
+    )
+    return PlanTables(
         timesteps=torch.from_numpy(timesteps),
-        sigmas=_interpolated_sigmas(schedule, timesteps, _final_sigma_value(schedule, final_sigma)),
-        num_inference_steps=len(timesteps),
-        skipped_steps=0,
-        init_noise_sigma=1.0,
+        sigmas=_interpolated_sigmas(
+            schedule, timesteps, _final_sigma_value(schedule, request.final_sigma)
+        ),
     )
 
 
-def _flow_euler_plan(schedule: Schedule, steps: int) -> SamplingPlan:
+def flow_euler_plan(request: PlanRequest) -> PlanTables:
+    """FlowMatchEulerDiscreteScheduler.set_timesteps."""
+    schedule, steps = request.schedule, request.steps
     train_steps = schedule.num_train_timesteps
     # FlowMatchEulerDiscreteScheduler spaces steps between the ends of its *already shifted*
     # float32 training grid (sigma = 1 and shift(1 / T)) and then shifts again in float64, so
@@ -345,53 +358,43 @@ def _flow_euler_plan(schedule: Schedule, steps: int) -> SamplingPlan:
     sigma_max, sigma_min = training_ends.tolist()
     unshifted = np.linspace(sigma_max * train_steps, sigma_min * train_steps, steps) / train_steps
     sigmas = torch.from_numpy(schedule.shift_sigmas(unshifted)).to(torch.float32)
-    return SamplingPlan(
-        solver="flow_euler",
-        schedule=schedule,
-        timesteps=sigmas * train_steps,
-        sigmas=torch.cat([sigmas, torch.zeros(1)]),
-        num_inference_steps=steps,
-        skipped_steps=0,
-        init_noise_sigma=1.0,
-    )
+    return PlanTables(timesteps=sigmas * train_steps, sigmas=torch.cat([sigmas, torch.zeros(1)]))
 
 
-def _flow_dpm_plan(schedule: Schedule, steps: int) -> SamplingPlan:
+def flow_dpm_plan(request: PlanRequest) -> PlanTables:
+    """DPMSolverMultistepScheduler(use_flow_sigmas=True).set_timesteps."""
+    schedule = request.schedule
     train_steps = schedule.num_train_timesteps
-    # DPMSolverMultistep(use_flow_sigmas=True): steps + 1 unshifted sigmas from 0 to 1 - 1/T,
-    # shifted in float64, reversed, and the terminal 0 dropped (it returns as the final sigma).
-    # Timesteps are sigma * T truncated to int64.
-    unshifted = 1.0 - np.linspace(1, 1 / train_steps, steps + 1)
+    # steps + 1 unshifted sigmas from 0 to 1 - 1/T, shifted in float64, reversed, and the
+    # terminal 0 dropped (it returns as the final sigma). Timesteps are sigma * T truncated to int64.
+    unshifted = 1.0 - np.linspace(1, 1 / train_steps, request.steps + 1)
     sigmas = np.flip(schedule.shift_sigmas(unshifted))[:-1].copy()
-    timesteps = torch.from_numpy(sigmas * train_steps).to(torch.int64)
-    return SamplingPlan(
-        solver="flow_dpmpp_2m",
-        schedule=schedule,
-        timesteps=timesteps,
+    return PlanTables(
+        timesteps=torch.from_numpy(sigmas * train_steps).to(torch.int64),
         sigmas=torch.from_numpy(np.concatenate([sigmas, [0]]).astype(np.float32)),
-        num_inference_steps=steps,
-        skipped_steps=0,
-        init_noise_sigma=1.0,
     )
 
 
 # --- img2img --------------------------------------------------------------------------------------
 
 
-def _skipped_steps(solver: str, steps: int, denoise: float) -> int:
-    if solver in FLOW_SOLVERS:
+def _skipped_steps(plan: SamplingPlan, denoise: float) -> int:
+    steps = len(plan)
+    # StableDiffusion3Img2ImgPipeline.get_timesteps (flow) and StableDiffusionImg2ImgPipeline's.
+    if plan.schedule.is_flow:
         return int(max(steps - min(steps * denoise, steps), 0))
     return max(steps - min(int(steps * denoise), steps), 0)
 
 
-def _truncate(plan: SamplingPlan, denoise: float) -> SamplingPlan:
+def truncate(plan: SamplingPlan, denoise: float) -> SamplingPlan:
     """Drop the first steps like diffusers' img2img `get_timesteps(steps, strength)`.
 
-    Every remaining step keeps its own sigma and the next one. The first remaining step has no
-    solver history, so DPM-Solver starts with a first-order step there, as diffusers does after
-    `set_begin_index`.
+    Discrete schedules keep `int(steps * denoise)` steps, flow schedules
+    `steps - int(steps - steps * denoise)`. Every remaining step keeps its own sigma and the next
+    one. The first remaining step has no solver history, so DPM-Solver starts with a first-order
+    step there, as diffusers does after `set_begin_index`.
     """
-    start = _skipped_steps(plan.solver, len(plan), denoise)
+    start = _skipped_steps(plan, denoise)
     if start >= len(plan):
         raise ValueError(
             f"denoise={denoise} leaves no steps to run out of {len(plan)}; raise denoise or steps"
