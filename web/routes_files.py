@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import os
 import stat
 import tempfile
@@ -24,6 +23,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from PIL import Image, PngImagePlugin
 
+from ..executor import jsonio
 from ..executor.context import Folders
 from ..executor.limits import Limits, TooLarge
 from ..executor.paths import UnsafePath, check_name, confined
@@ -253,17 +253,19 @@ def _store(folder: Path, subfolder: str, filename: str, data: IO[bytes], overwri
     return name
 
 
-def _composite_mask(folders: Folders, original_ref: str, mask: IO[bytes]) -> IO[bytes]:
+def _composite_mask(folders: Folders, original_ref: str, mask: IO[bytes], limits: Limits) -> IO[bytes]:
     """The original image with the mask's alpha as its alpha channel, as a PNG keeping the
-    original's text chunks (its workflow)."""
+    original's text chunks (its workflow). The original is bounded by the same pixel limit as an
+    upload (it may have been written by anything that can reach the folders)."""
     try:
-        ref = json.loads(original_ref)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"original_ref is not JSON: {err}") from None
+        ref = jsonio.loads(original_ref)
+    except jsonio.InvalidJson as err:
+        raise ValueError(f"original_ref is not valid JSON: {err}") from None
     if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str):
         raise ValueError("original_ref must be an object with a filename")
     source = resolve_file(folders, ref.get("type"), str(ref.get("subfolder") or ""), ref["filename"])
     with Image.open(source) as original, Image.open(mask) as mask_image:
+        limits.check_image_header(original)
         metadata = PngImagePlugin.PngInfo()
         for key, value in (getattr(original, "text", None) or {}).items():
             metadata.add_text(key, value)
@@ -305,7 +307,8 @@ async def _upload(request: web.Request, mask: bool) -> web.Response:
             await asyncio.to_thread(_verified_image, form.file, state.executor.limits)
             data: IO[bytes] = form.file
             if mask:
-                data = await asyncio.to_thread(_composite_mask, folders, fields.get("original_ref", ""), form.file)
+                data = await asyncio.to_thread(_composite_mask, folders, fields.get("original_ref", ""), form.file,
+                                                state.executor.limits)
         except UnsafePath as err:
             return json_error(400, str(err), "unsafe_path")
         except FileNotFoundError:

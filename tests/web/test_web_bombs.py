@@ -44,3 +44,21 @@ async def test_raised_pixel_limit_accepts_the_upload(make_client, data_dir):
     client = await make_client(max_pixels=81_000_000)
     response = await client.post("/upload/image", data=image_form(grey_png(9000, 9000), "big.png"))
     assert response.status == 200 and (data_dir / "input" / "big.png").is_file()
+
+
+async def test_a_mask_whose_original_is_a_bomb_is_refused(client, data_dir, monkeypatch):
+    """The original a mask is composited into is read from the folders, so it is bounded too."""
+    (data_dir / "input" / "huge.png").write_bytes(grey_png(9000, 9000))
+    forbid_decoding(monkeypatch)
+    small = grey_png(4, 4)
+    response = await client.post("/upload/mask", data=image_form(small, "m.png", original_ref='{"filename": "huge.png", "type": "input"}'))
+    assert response.status == 400
+    assert (await response.json())["error"]["type"] == "image_too_large"
+    assert not (data_dir / "input" / "m.png").exists()
+
+
+@pytest.mark.parametrize("original_ref", ["[" * 10_000 + "]" * 10_000, '{"filename": NaN}', "{"])
+async def test_a_malformed_original_ref_is_a_400(client, original_ref):
+    response = await client.post("/upload/mask", data=image_form(grey_png(4, 4), "m.png", original_ref=original_ref))
+    assert response.status == 400
+    assert "original_ref" in (await response.json())["error"]["message"]
