@@ -23,6 +23,11 @@ def find_packages() -> list[str]:
 setup(
     packages=find_packages(),
     package_dir={"latentgraph": "."},
-    package_data={"": ["*.json", "*.js", "*.css", "*.html", "*.safetensors", "*.txt", "*.gz", "*.model"]},
+    package_data={
+        "": ["*.json", "*.js", "*.css", "*.html", "*.safetensors", "*.txt", "*.gz", "*.model"],
+        # Folders without an __init__.py that an installed (non-editable) package still needs:
+        # the shipped weights its default graphs read, the graphs, and their input pictures.
+        "latentgraph": ["models/README.md", "models/shapes_*/**/*", "graphs/*", "input/*.png"],
+    },
     include_package_data=True,
 )
