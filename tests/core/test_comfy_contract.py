@@ -43,8 +43,9 @@ import latentgraph
 import numpy as np
 import pytest
 from latentgraph import comfy_plugin
+from latentgraph.comfy_plugin import HostContext, comfy_class
 from latentgraph.executor import Executor, Folders, load_workflow
-from latentgraph.executor.schema import _HostContext, comfy_class, object_info
+from latentgraph.executor.schema import object_info
 from latentgraph.nodes import default_registry
 from PIL import Image
 
@@ -185,7 +186,7 @@ def comfy_execute(prompt: dict[str, Any], classes: dict[str, type], extra_pnginf
 
 
 def comfy_classes(folders: Folders) -> dict[str, type]:
-    host = _HostContext(folders)
+    host = HostContext(folders)
     return {n.class_type: comfy_class(n, host) for n in default_registry()}
 
 
@@ -460,7 +461,7 @@ def test_expansion_passes_defaults_for_inputs_left_out_of_the_prompt(tmp_path):
         def get_node(self, node_id):
             return {"class_type": "LG_TestRepeat", "inputs": {"latent": ["4", 0], "times": 2}}
 
-    cls = comfy_class(Repeat, _HostContext(Folders.under(tmp_path)))
+    cls = comfy_class(Repeat, HostContext(Folders.under(tmp_path)))
     out = cls().execute(unique_id="12", dynprompt=Dyn(), latent={"samples": None}, times=2)
     assert out["expand"]["12.add0"]["inputs"] == {"latent": ["4", 0], "amount": 1.0}
 

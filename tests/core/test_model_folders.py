@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from latentgraph import comfy_plugin
+from latentgraph.comfy_plugin import HostContext, comfy_class
 from latentgraph.executor import Executor, Folders, NodeFailed
 from latentgraph.executor.context import PACKAGE_MODELS
 from latentgraph.executor.paths import UnsafePath, confined
-from latentgraph.executor.schema import _HostContext, comfy_class
 from latentgraph.nodes import default_registry
 from latentgraph.nodes.common.files import (
     SHIPPED_MODELS,
@@ -237,8 +237,8 @@ def comfy(tmp_path, monkeypatch) -> types.ModuleType:
 
 
 def test_the_plugin_registers_its_folder_type_and_keeps_yaml_entries(comfy, tmp_path):
-    folders = comfy_plugin._comfy_folders()
-    comfy_plugin._comfy_folders()  # loaded twice: still registered once
+    folders = comfy_plugin.comfy_folders()
+    comfy_plugin.comfy_folders()  # loaded twice: still registered once
     own = str(tmp_path / "ComfyUI" / "models" / "latentgraph")
     assert comfy.get_folder_paths("latentgraph") == [str(tmp_path / "extra"), own]
     assert folders.model_folders == (tmp_path / "extra", Path(own), tmp_path / "ComfyUI" / "models", PACKAGE_MODELS)
@@ -248,12 +248,12 @@ def test_the_plugin_registers_its_folder_type_and_keeps_yaml_entries(comfy, tmp_
 def test_the_plugin_creates_its_folder_type_when_no_yaml_names_it(tmp_path, monkeypatch):
     module = fake_folder_paths(tmp_path)
     monkeypatch.setitem(sys.modules, "folder_paths", module)
-    comfy_plugin._comfy_folders()
+    comfy_plugin.comfy_folders()
     assert module.get_folder_paths("latentgraph") == [str(tmp_path / "models" / "latentgraph")]
 
 
 def test_comfy_loaders_use_the_shipped_weights_in_place_and_the_yaml_folders(comfy, tmp_path):
-    host = _HostContext(comfy_plugin._comfy_folders())
+    host = HostContext(comfy_plugin.comfy_folders())
     loader = comfy_class(default_registry()["LG_LoadVQVAE"], host)
     (shipped,) = loader().execute(unique_id="1", path=VQVAE, **VQVAE_INPUTS)
     assert shipped is not None

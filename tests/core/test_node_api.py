@@ -127,8 +127,8 @@ def test_registry_rejects_two_nodes_with_one_name():
 
 
 def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
+    from latentgraph.comfy_plugin import HostContext, comfy_class
     from latentgraph.executor.context import Folders
-    from latentgraph.executor.schema import _HostContext, comfy_class
     from nodes_for_tests import Repeat
 
     class FakeDynPrompt:
@@ -136,7 +136,7 @@ def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
             assert node_id == "12"
             return {"class_type": "LG_TestRepeat", "inputs": {"latent": ["4", 0], "amount": 2.0, "times": 2}}
 
-    cls = comfy_class(Repeat, _HostContext(Folders.under(tmp_path)))
+    cls = comfy_class(Repeat, HostContext(Folders.under(tmp_path)))
     assert cls.INPUT_TYPES()["hidden"] == {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
     out = cls().execute(unique_id="12", dynprompt=FakeDynPrompt(), latent={"samples": None}, amount=2.0, times=2)
     assert out["result"] == (["12.add1", 0],)
@@ -148,11 +148,11 @@ def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
 
 def test_comfy_adapter_takes_tuple_results_and_computes_lazy_outputs(tmp_path):
     """Under ComfyUI every output may be read, so a node's lazy outputs are always made."""
+    from latentgraph.comfy_plugin import HostContext, comfy_class
     from latentgraph.executor import Folders
-    from latentgraph.executor.schema import _HostContext, comfy_class
     from nodes_for_tests import TwoWays
 
-    cls = comfy_class(TwoWays, _HostContext(Folders.under(tmp_path)))
+    cls = comfy_class(TwoWays, HostContext(Folders.under(tmp_path)))
     plus_one, doubled = cls().execute(latent={"samples": torch.ones(2)})
     assert plus_one["samples"].tolist() == [2.0, 2.0] and doubled["samples"].tolist() == [2.0, 2.0]
 
