@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .executor.context import PACKAGE_MODELS, Context, Event, Folders, RunState, resolve_device
+from .executor.expansion import rewrite_expansion
 from .executor.literals import check_literal
-from .executor.node import Expand, Node, NodeSpec, ParentInput, output_values
+from .executor.node import Expand, Node, NodeSpec, output_values
 from .executor.schema import object_info
 from .executor.workflow import is_link
 from .nodes import default_registry
@@ -155,24 +156,18 @@ def _with_defaults(spec: NodeSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
 def _comfy_expansion(
     expansion: Expand, values: dict[str, Any], own_inputs: dict[str, Any], prefix: str
 ) -> dict[str, Any]:
-    """ComfyUI's ``{"result", "expand"}`` form. Ids get the expanding node's id as a prefix
-    (ComfyUI needs them unique in the whole prompt); a ParentInput becomes the expanding node's
-    own link when ComfyUI told us the prompt, else the value it ran with (``values`` has the
-    defaults filled in: ComfyUI does not validate expanded nodes, and an input left out of the
-    prompt must not reach them as None)."""
-    graph = {}
-    for local_id, call in expansion.nodes.items():
-        inputs = {}
-        for name, value in call.get("inputs", {}).items():
-            if isinstance(value, ParentInput):
-                own = own_inputs.get(value.name)
-                inputs[name] = own if is_link(own) else values.get(value.name)
-            elif is_link(value):
-                inputs[name] = [prefix + str(value[0]), value[1]]
-            else:
-                inputs[name] = value
-        graph[prefix + str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
-    return {"result": tuple([prefix + str(n), i] for n, i in expansion.outputs), "expand": graph}
+    """ComfyUI's ``{"result", "expand"}`` form. A ParentInput becomes the expanding node's own
+    link when ComfyUI told us the prompt, else the value it ran with, as it is (ComfyUI passes a
+    literal on untouched); ``values`` has the defaults filled in: ComfyUI does not validate
+    expanded nodes, and an input left out of the prompt must not reach them as None."""
+
+    def parent_input(name: str) -> Any:
+        own = own_inputs.get(name)
+        return own if is_link(own) else values.get(name)
+
+    graph, outputs = rewrite_expansion(expansion, prefix, parent_input)
+    # comfy_execution.graph_utils.is_link wants a list, not a tuple
+    return {"result": tuple([node_id, index] for node_id, index in outputs), "expand": graph}
 
 
 # ComfyUI's model folder type for our weights: ComfyUI/models/latentgraph by default, and any

@@ -28,10 +28,11 @@ import torch
 
 from .cache import Entry, OutputCache
 from .context import Context, Event, EventSink, Folders, Interrupted, RunState, resolve_device
+from .expansion import rewrite_expansion
 from .limits import DEFAULT_LIMITS, Limits
-from .node import Expand, NodeRegistry, ParentInput, output_values
+from .node import Expand, NodeRegistry, output_values
 from .validate import Graph, GraphNode, Issue, WorkflowInvalid, validate
-from .workflow import Workflow, is_link, load_workflow
+from .workflow import Workflow, literal_input, load_workflow
 
 GiB = 1 << 30
 
@@ -421,26 +422,15 @@ class Executor:
 
     def _expand(self, parent: GraphNode, expansion: Expand, run: _Run) -> tuple[Any, ...]:
         """Run a node's returned subgraph in its place; its nodes cache by signature as usual."""
-        prefix = parent.id + "."
-        nodes: dict[str, dict[str, Any]] = {}
-        for local_id, call in expansion.nodes.items():
-            inputs: dict[str, Any] = {}
-            for name, value in call.get("inputs", {}).items():
-                if isinstance(value, ParentInput):
-                    if value.name in parent.links:
-                        inputs[name] = list(parent.links[value.name])
-                    else:
-                        literal = parent.literals.get(value.name)
-                        inputs[name] = {"__value__": literal} if isinstance(literal, list) else literal
-                elif is_link(value):
-                    inputs[name] = [prefix + str(value[0]), value[1]]
-                else:
-                    inputs[name] = value
-            nodes[prefix + str(local_id)] = {"class_type": call["class_type"], "inputs": inputs}
+
+        def parent_input(name: str) -> Any:
+            link = parent.links.get(name)
+            return list(link) if link is not None else literal_input(parent.literals.get(name))
+
+        nodes, outputs = rewrite_expansion(expansion, parent.id + ".", parent_input)
         graph, issues = validate(nodes, self.registry, require_output=False, known_outputs=run.out_types)
         if graph is None:
             raise ValueError("the node expanded into an invalid subgraph:\n" + "\n".join(f"  - {i}" for i in issues))
-        outputs = [(prefix + str(local_id), index) for local_id, index in expansion.outputs]
         self._execute(graph, [node_id for node_id, _ in outputs], run, parent=parent.id)
         run.state.extra.update(node_id=parent.id, class_type=parent.cls.class_type)
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)

@@ -72,6 +72,11 @@ def is_link(value: Any) -> bool:
 _LINK_ID_TYPES = (str, int)  # exact types answer without isinstance (bool is an int subclass, not a link id)
 
 
+def literal_input(value: Any) -> Any:
+    """A literal as an API-format input: a list as ``{"__value__": [...]}``, never a link."""
+    return {"__value__": value} if isinstance(value, list) else value
+
+
 def is_ui_format(data: Mapping[str, Any]) -> bool:
     return isinstance(data.get("nodes"), list) and "links" in data
 
