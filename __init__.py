@@ -26,9 +26,9 @@ __all__ = ["Executor", "load_workflow", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAM
 def __getattr__(name: str) -> Any:
     # Lazy, so `import latentgraph` stays cheap and ComfyUI pays only when it asks.
     if name in ("Executor", "load_workflow"):
-        from . import executor
+        from . import api  # the executor with this node pack and version filled in
 
-        return getattr(executor, name)
+        return getattr(api, name)
     if name in ("NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"):
         from .comfy_plugin import comfy_mappings
 

@@ -125,16 +125,9 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executor import (
-        Executor,
-        Folders,
-        Interrupted,
-        NodeFailed,
-        WorkflowFormatError,
-        WorkflowInvalid,
-    )
+    from .api import Executor, load_workflow
+    from .executor import Folders, Interrupted, NodeFailed, WorkflowFormatError, WorkflowInvalid
     from .executor.context import PACKAGE_MODELS
-    from .executor.workflow import load_workflow
 
     try:
         workflow = load_workflow(args.workflow)
@@ -214,8 +207,8 @@ def _summary(value: Any) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .executor import Executor, WorkflowFormatError
-    from .executor.workflow import load_workflow
+    from .api import Executor, load_workflow
+    from .executor import WorkflowFormatError
 
     try:
         workflow = load_workflow(args.workflow)
@@ -231,8 +224,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from .api import load_workflow
     from .executor import WorkflowFormatError
-    from .executor.workflow import load_workflow
 
     try:
         workflow = load_workflow(args.workflow)
@@ -342,8 +335,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .api import load_workflow
     from .executor import WorkflowFormatError
-    from .executor.workflow import load_workflow
     from .web.client import SubmitError, describe_rejection, output_files, submit
 
     try:

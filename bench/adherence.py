@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-from latentgraph.executor import Executor, Folders, load_workflow
+from latentgraph import Executor, load_workflow
+from latentgraph.executor import Folders
 from latentgraph.nodes.shapes import dataset as shapes
 from latentgraph.training import checker
 

@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         sizes = {"sd": args.size, "sana": args.size}
 
-    from latentgraph.executor import Executor, Folders
+    from latentgraph import Executor
+    from latentgraph.executor import Folders
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

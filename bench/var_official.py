@@ -33,7 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from latentgraph.executor import Executor, Folders
+from latentgraph import Executor
+from latentgraph.executor import Folders
 from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.executor.run import settle_heap
 from latentgraph.nodes.var.model.vqvae import RELEASED_PATCH_NUMS_256

@@ -155,6 +155,10 @@ class Executor:
     results of nodes that took at least ``disk_min_seconds`` are also kept on disk (bounded by
     ``disk_bytes``) for later processes. ``limits`` bounds the images and latents a node may
     make from a file header or its literals (see :class:`~latentgraph.executor.limits.Limits`).
+
+    ``registry`` is the set of nodes it runs: the executor knows no node of its own (the package's
+    ``latentgraph.Executor`` gives it the installed node pack, and the pack's version as
+    ``pack_version``, which ``info`` and every node's ``ctx.executor_info`` carry).
     """
 
     def __init__(
@@ -167,16 +171,13 @@ class Executor:
         offload_bytes: int = 32 * GiB,
         disk_bytes: int = 10 * GiB,
         disk_min_seconds: float = 0.05,
-        registry: NodeRegistry | None = None,
+        registry: NodeRegistry,
+        pack_version: str | None = None,
         folders: Folders | None = None,
         on_event: EventSink | None = None,
         previews: bool = False,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        if registry is None:
-            from ..nodes import default_registry  # local: nodes sit above the executor
-
-            registry = default_registry()
         self.registry = registry
         self.device = resolve_device(device)
         self.cache = OutputCache(cache_bytes, model_bytes, cache_dir, disk_bytes,
@@ -192,9 +193,10 @@ class Executor:
         self._state_lock = threading.Lock()
         self._current: str | None = None
         self._pending_interrupts: set[str] = set()
-        from .. import __version__
-
-        self.info = {"latentgraph": __version__, "torch": torch.__version__, "device": str(self.device)}
+        # What nodes may read of their host (ctx.executor_info), e.g. to record in the files they write.
+        self.info = {"torch": torch.__version__, "device": str(self.device)}
+        if pack_version is not None:
+            self.info = {"latentgraph": pack_version, **self.info}
 
     # --- public API ----------------------------------------------------------------------------
 

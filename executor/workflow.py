@@ -97,10 +97,11 @@ def parse_api(data: Any) -> dict[str, dict[str, Any]]:
     return nodes
 
 
-def load_workflow(
-    source: str | Path | Mapping[str, Any] | Workflow, registry: NodeRegistry | None = None
-) -> Workflow:
-    """Read a workflow from a dict, a JSON file (API or UI format) or a PNG from LG_SaveImage."""
+def load_workflow(source: str | Path | Mapping[str, Any] | Workflow, registry: NodeRegistry) -> Workflow:
+    """Read a workflow from a dict, a JSON file (API or UI format) or a PNG from LG_SaveImage.
+
+    ``registry`` has the node schemas a UI-format graph is converted through (the package's
+    ``latentgraph.load_workflow`` passes the installed node pack)."""
     if isinstance(source, Workflow):
         return source
     if isinstance(source, Mapping):
@@ -121,16 +122,14 @@ def load_workflow(
     return _from_data(data, registry, str(path))
 
 
-def _from_data(data: Any, registry: NodeRegistry | None, source: str | None) -> Workflow:
+def _from_data(data: Any, registry: NodeRegistry, source: str | None) -> Workflow:
     if isinstance(data, Mapping) and is_ui_format(data):
-        from ..nodes import default_registry  # local: nodes sit above the executor
-
-        api = ui_to_api(data, registry or default_registry())
+        api = ui_to_api(data, registry)
         return Workflow(nodes=api, ui=dict(data), source=source)
     return Workflow(nodes=parse_api(data), source=source)
 
 
-def _from_png(path: Path, registry: NodeRegistry | None) -> Workflow:
+def _from_png(path: Path, registry: NodeRegistry) -> Workflow:
     from PIL import Image
 
     try:

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from latentgraph.executor import Executor, Folders
+from latentgraph import Executor
+from latentgraph.executor import Folders
 from latentgraph.executor.graph_builder import GraphBuilder
 
 # The read-only golden data beside the repository (LATENTGRAPH_SHARED points elsewhere).

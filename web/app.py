@@ -14,7 +14,8 @@ from types import ModuleType
 
 from aiohttp import web
 
-from ..executor import Executor, NodeRegistry
+from ..api import Executor
+from ..executor import NodeRegistry
 from . import (
     routes_editor,
     routes_files,

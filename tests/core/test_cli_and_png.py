@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from latentgraph import load_workflow
 from latentgraph.cli import main
-from latentgraph.executor import load_workflow
 from latentgraph.executor.workflow import api_to_ui
 from latentgraph.nodes import default_registry
 from PIL import Image
@@ -239,8 +239,9 @@ def test_progress_total_grows_with_expansions_and_ends_at_the_count():
 
 
 def test_progress_bar_ends_where_the_summary_does(tmp_path):
+    from latentgraph import Executor
     from latentgraph.cli import _Progress
-    from latentgraph.executor import Executor, Folders
+    from latentgraph.executor import Folders
 
     graph = load_workflow(GRAPHS / "ddpm_vs_ddim.json").nodes
     for call in graph.values():

@@ -42,9 +42,9 @@ from typing import Any
 import latentgraph
 import numpy as np
 import pytest
-from latentgraph import comfy_plugin
+from latentgraph import Executor, comfy_plugin, load_workflow
 from latentgraph.comfy_plugin import HostContext, comfy_class
-from latentgraph.executor import Executor, Folders, load_workflow
+from latentgraph.executor import Folders
 from latentgraph.executor.schema import object_info
 from latentgraph.nodes import default_registry
 from PIL import Image

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 import torch
-from latentgraph.executor import Executor, NodeFailed, NodeRegistry
+from latentgraph import Executor
+from latentgraph.executor import NodeFailed, NodeRegistry
 from latentgraph.nodes import common, default_families
 from latentgraph.nodes.common.families import Component, Families, Family, Layout, ModelFolder
 from latentgraph.nodes.common.files import WeightFile, component_weights

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from latentgraph.executor import Executor, Folders, load_workflow
+from latentgraph import Executor, load_workflow
+from latentgraph.executor import Folders
 
 GRAPHS = sorted((Path(__file__).resolve().parents[2] / "graphs").glob("*.json"))
 SELF_CONTAINED = ["core_demo.json", "ddpm_vs_ddim.json", "ddim_unrolled.json"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from latentgraph import comfy_plugin
+from latentgraph import Executor, comfy_plugin
 from latentgraph.comfy_plugin import HostContext, comfy_class
-from latentgraph.executor import Executor, Folders, NodeFailed
+from latentgraph.executor import Folders, NodeFailed
 from latentgraph.executor.context import PACKAGE_MODELS
 from latentgraph.executor.paths import UnsafePath, confined
 from latentgraph.nodes import default_registry

@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from latentgraph.executor import Executor, Folders, NodeFailed, load_workflow
+from latentgraph import Executor, load_workflow
+from latentgraph.executor import Folders, NodeFailed
 from latentgraph.nodes.common.files import SHIPPED_MODELS
 from latentgraph.nodes.shapes import dataset as shapes
 from latentgraph.training import checker

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latentgraph.executor import Executor, Folders
+from latentgraph import Executor
+from latentgraph.executor import Folders
 from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.training import example_inputs
 from PIL import Image

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import sd_tiny
 import torch
-from latentgraph.executor import Executor, Folders
+from latentgraph import Executor
+from latentgraph.executor import Folders
 from PIL import Image
 from safetensors.torch import save_file
 

@@ -181,7 +181,8 @@ def test_a_host_can_refuse_absolute_model_paths(sd_root, tmp_path):
     """The server runs workflows others submit: only the models folder is reachable there."""
     import dataclasses
 
-    from latentgraph.executor import Executor, NodeFailed
+    from latentgraph import Executor
+    from latentgraph.executor import NodeFailed
 
     served = dataclasses.replace(sd_root, absolute_models=False)
     graph = {"1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": str(sd_root.models / "sd" / "tiny")}}}

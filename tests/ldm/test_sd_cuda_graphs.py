@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from latentgraph.executor import Executor
+from latentgraph import Executor
 from latentgraph.nodes.diffusion.cuda_graphs import GraphedDenoiser
 from latentgraph.nodes.diffusion.denoiser import TextEmbeds
 

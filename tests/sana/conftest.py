@@ -11,7 +11,8 @@ import pytest
 import sana_tiny
 import torch
 from diffusers import AutoencoderDC
-from latentgraph.executor import Executor, Folders
+from latentgraph import Executor
+from latentgraph.executor import Folders
 from safetensors.torch import save_file
 
 

@@ -14,7 +14,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from diffusers import DPMSolverMultistepScheduler, SanaPipeline  # noqa: E402
-from latentgraph.executor import Executor, Folders  # noqa: E402
+from latentgraph import Executor  # noqa: E402
+from latentgraph.executor import Folders  # noqa: E402
 from latentgraph.nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION  # noqa: E402
 from latentgraph.nodes.shapes.dataset import CAPTIONS, class_id_of  # noqa: E402
 from latentgraph.training.sana_tokenizer import SPACE, build_tokenizer  # noqa: E402
