@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..executor.pixels import uint8_to_unit
 from ..nodes.shapes.dataset import (
     COLOURS,
     EVAL_SEED_BASE,
@@ -55,7 +56,7 @@ class Verdict(NamedTuple):
 def to_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """PIL / (H, W, 3) array / (3, H, W) or (H, W, 3) tensor -> float64 (H, W, 3) in 0..1."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        return uint8_to_unit(image.convert("RGB"), np.float64)
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         if t.ndim == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
@@ -65,7 +66,7 @@ def to_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {arr.shape}")
     if arr.dtype == np.uint8:
-        return arr.astype(np.float64) / 255.0
+        return uint8_to_unit(arr, np.float64)
     return np.clip(arr.astype(np.float64), 0.0, 1.0)
 
 
@@ -231,7 +232,7 @@ def is_correct(image: Image.Image | np.ndarray | torch.Tensor, class_id: int) ->
 
 def degrade(image: Image.Image, rng: np.random.Generator, noise: float) -> np.ndarray:
     """A softened, noisy copy, standing in for an imperfect generated image."""
-    arr = np.asarray(image, dtype=np.float64) / 255.0
+    arr = uint8_to_unit(image, np.float64)
     blurred = (
         arr + np.roll(arr, 1, 0) + np.roll(arr, -1, 0) + np.roll(arr, 1, 1) + np.roll(arr, -1, 1)
     ) / 5

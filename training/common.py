@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..executor.pixels import image_to_uint8
 from ..nodes.shapes.dataset import NUM_CLASSES
 
 _SCALAR_TYPES = {"int": int, "float": float, "str": str}
@@ -131,9 +132,7 @@ def save_grid(images: np.ndarray, path: Path, cols: int = NUM_CLASSES // 4) -> N
     grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
-        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = (
-            (img * 255).round().clip(0, 255).astype(np.uint8)
-        )
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = image_to_uint8(torch.from_numpy(img))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).resize((cols * w * 4, rows * h * 4), Image.Resampling.NEAREST).save(path)
 

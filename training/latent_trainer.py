@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..executor.pixels import uint8_to_pixels
 from ..nodes.shapes.dataset import TRAIN_SEED_BASE, class_names, make_pool
 from .checker import check
 from .common import EMA, ResumableTrainer, StopTraining, lr_at, param_count
@@ -125,7 +126,7 @@ class LatentTrainer(ResumableTrainer):
 
     def images(self, idx: torch.Tensor) -> torch.Tensor:
         """Pool items as float images in -1..1 (both autoencoders' convention)."""
-        return self.pool[idx.to(self.device)].float() / 127.5 - 1.0
+        return uint8_to_pixels(self.pool[idx.to(self.device)])
 
     def vae_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(loss to minimise, the value the log averages, last-step figures for the log) of a

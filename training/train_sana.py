@@ -56,6 +56,7 @@ from diffusers import (
 )
 from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 
+from ..executor.pixels import pixels_to_image
 from ..nodes.sana.models import COMPLEX_HUMAN_INSTRUCTION, MAX_SEQUENCE_LENGTH, gemma_tokens
 from ..nodes.shapes.dataset import CAPTIONS, EVAL_SEED_BASE, NUM_CLASSES, class_names
 from .checker import check
@@ -330,8 +331,8 @@ class Trainer(LatentTrainer):
         recon = self.vae.decode(latents[:n]).sample
         x = self.images(torch.arange(n))
         right = sum(
-            check((r.permute(1, 2, 0).cpu() + 1) / 2) == class_names(int(c))[::-1]
-            for r, c in zip(recon, self.pool_ids[:n], strict=True)
+            check(image) == class_names(int(c))[::-1]
+            for image, c in zip(pixels_to_image(recon).cpu(), self.pool_ids[:n], strict=True)
         )
         print(
             f"vae  recon L1 {F.l1_loss(recon, x).item():.4f}  checker on recon {right / n:.1%}  "

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from ..executor.pixels import uint8_to_pixels, unit_to_image
 from ..nodes.shapes import dataset as shapes
 from ..nodes.var.model import VAR, VQVAE, generate
 from ..nodes.var.model.quantizer import PhiSharing, area_downsample
@@ -91,7 +92,7 @@ def save_weights(module: nn.Module, path: Path, dtype: torch.dtype) -> None:
 def adherence(var: VAR, vqvae: VQVAE, per_class: int, cfg: float, seed: int) -> float:
     labels = torch.arange(shapes.NUM_CLASSES, device=var.device).repeat_interleave(per_class)
     result = generate(var, vqvae, labels, seed=seed, cfg=cfg, top_k=0, top_p=0.0)
-    images = result.image.permute(0, 2, 3, 1).float().cpu().numpy()
+    images = unit_to_image(result.image).cpu().numpy()
     correct = sum(checker.is_correct(img, int(c)) for img, c in zip(images, labels.tolist(), strict=True))
     return correct / len(labels)
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.time()
     pool, labels = shapes.make_pool(args.images, args.size, workers=args.workers)
-    images = (pool.to(device).float() / 127.5 - 1).contiguous()  # uint8 -> [-1, 1]
+    images = uint8_to_pixels(pool.to(device)).contiguous()
     labels = labels.to(device)
     print(f"dataset: {len(images)} images in {time.time() - started:.1f}s", flush=True)
 

@@ -6,7 +6,8 @@ import io
 from typing import Any
 
 import torch
-from PIL import Image
+
+from ..executor.pixels import image_to_uint8, uint8_to_pil
 
 PREVIEW_MAX_SIDE = 512
 
@@ -24,8 +25,7 @@ def preview_png(image: Any, max_side: int = PREVIEW_MAX_SIDE) -> bytes | None:
         frame = frame[0]
     if frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4) or frame.numel() == 0:
         return None
-    pixels = (frame.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    pil = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    pil = uint8_to_pil(image_to_uint8(frame))
     pil.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG", compress_level=1)  # speed over size: it is thrown away soon

@@ -9,6 +9,7 @@ import torch
 
 from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
+from ...executor.pixels import image_to_pixels, pixels_to_image
 from ...executor.types import Image, Latent
 from ..diffusion.noise_nodes import SEED_MAX, generator, samples_of
 from ..diffusion.sockets import RngSocket
@@ -97,10 +98,8 @@ class AutoencoderEncode(Node):
                 f"{width}x{height} is not a multiple of the {ae.kind}'s downsampling factor "
                 f"{ae.downsample}; resize or crop it first",
             )
-        # IMAGE (B,H,W,C) in 0..1 -> (B,3,H,W) in -1..1, as VaeImageProcessor normalises it. The
-        # permuted view stays channels-last in memory, as the pipeline's numpy transpose does, so
-        # the convolutions pick the same kernels and the latents match bit for bit.
-        pixels = 2.0 * image[..., :3].permute(0, 3, 1, 2) - 1.0
+        # As VaeImageProcessor normalises it, channels-last in memory (see image_to_pixels).
+        pixels = image_to_pixels(image[..., :3])
         gen = generator(x.seed, x.rng)
         draw = ae.stochastic and x.sample
         latent = ae.encode(pixels, gen if draw else None, sample=draw)
@@ -137,9 +136,7 @@ class AutoencoderDecode(Node):
         )
         self.ctx.check_interrupted()
         decoded = ae.decode(latents, tiled=tiled)
-        # VaeImageProcessor.denormalize, then channels last.
-        image = (decoded * 0.5 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).contiguous()
-        return self.Out(image=image)
+        return self.Out(image=pixels_to_image(decoded))
 
 
 class AutoencoderInfo(Node):

@@ -9,7 +9,6 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image as PILImage
 from PIL import ImageOps, ImageSequence
@@ -19,6 +18,7 @@ from ...executor.context import Folders
 from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.paths import UnsafePath, check_name, confined
+from ...executor.pixels import image_to_uint8, uint8_to_pil, uint8_to_unit
 from ...executor.types import Image, Mask
 
 CATEGORY = "latentgraph/image"
@@ -27,11 +27,9 @@ CATEGORY = "latentgraph/image"
 def pil_to_image(img: PILImage.Image) -> tuple[torch.Tensor, torch.Tensor]:
     """PIL image -> IMAGE (1,H,W,3 float 0..1) and MASK (1,H,W; 1 where transparent, as ComfyUI)."""
     img = ImageOps.exif_transpose(img)
-    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    image = torch.from_numpy(rgb.copy())[None]
+    image = torch.from_numpy(uint8_to_unit(img.convert("RGB")))[None]
     if "A" in img.getbands():
-        alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-        mask = 1.0 - torch.from_numpy(alpha.copy())[None]
+        mask = 1.0 - torch.from_numpy(uint8_to_unit(img.getchannel("A")))[None]
     else:
         mask = torch.zeros(image.shape[:3])
     return image, mask
@@ -41,8 +39,7 @@ def image_to_pil(image: torch.Tensor) -> list[PILImage.Image]:
     """IMAGE (B,H,W,C) -> one PIL image per batch item (rounded, as ComfyUI's SaveImage)."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         raise InputError("images", f"expected an IMAGE of shape (B,H,W,3), got {tuple(image.shape)}")
-    arrays = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
-    return [PILImage.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a) for a in arrays]
+    return [uint8_to_pil(a) for a in image_to_uint8(image)]
 
 
 _ANNOTATIONS = {" [input]": "input", " [output]": "output", " [temp]": "temp"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ...executor.node import InputError, Inputs, Node, Outputs
+from ...executor.pixels import image_to_pixels, pixels_to_image
 from ...executor.types import Image, Latent
 from .denoiser import Denoiser, TextEmbeds
 from .math import Schedule
@@ -81,12 +82,7 @@ class MakeIdealDenoiser(Node):
     def run(self, x: In) -> Out:
         if x.images.ndim != 4 or x.images.shape[0] < 1:
             raise InputError("images", f"expected an IMAGE batch (B,H,W,C), got {tuple(x.images.shape)}")
-        return self.Out(denoiser=IdealDenoiser(image_to_pixels(x.images), x.schedule))
-
-
-def image_to_pixels(image: torch.Tensor) -> torch.Tensor:
-    """IMAGE (B,H,W,C) in 0..1 -> pixel latent (B,C,H,W) in -1..1."""
-    return image.permute(0, 3, 1, 2).contiguous() * 2 - 1
+        return self.Out(denoiser=IdealDenoiser(image_to_pixels(x.images).contiguous(), x.schedule))
 
 
 class ImageToPixels(Node):
@@ -102,7 +98,7 @@ class ImageToPixels(Node):
         latent: Latent
 
     def run(self, x: In) -> Out:
-        return self.Out(latent={"samples": image_to_pixels(x.image)})
+        return self.Out(latent={"samples": image_to_pixels(x.image).contiguous()})
 
 
 class PixelsToImage(Node):
@@ -121,7 +117,7 @@ class PixelsToImage(Node):
         samples = samples_of(x.latent, "latent")
         if samples.ndim != 4 or samples.shape[1] not in (1, 3):
             raise InputError("latent", f"expected pixels (B,3,H,W), got {tuple(samples.shape)}")
-        return self.Out(image=((samples + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous())
+        return self.Out(image=pixels_to_image(samples))
 
 
 NODES = [MakeIdealDenoiser, ImageToPixels, PixelsToImage]

@@ -8,6 +8,7 @@ import torch
 
 from ...executor.limits import TooLarge
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
+from ...executor.pixels import unit_to_image
 from ...executor.types import Image
 from . import dataset as shapes
 
@@ -53,7 +54,7 @@ class ShapesImages(Node):
             class_id = ids[i % len(ids)] if ids else None
             image, _, _ = shapes.sample(x.seed + i, x.size, class_id=class_id, as_tensor=True)
             batch.append(image)
-        return self.Out(images=torch.stack(batch).permute(0, 2, 3, 1).contiguous().to(self.ctx.device))
+        return self.Out(images=unit_to_image(torch.stack(batch)).to(self.ctx.device))
 
 
 NODES = [ShapesImages]

@@ -20,6 +20,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from ...executor.pixels import uint8_to_unit
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 COLOURS: tuple[str, ...] = ("red", "yellow", "green", "cyan", "blue", "magenta")
 # Hue centre of each colour in degrees: one per HSV sextant, in COLOURS order.
@@ -137,7 +139,7 @@ def render(spec: ShapeSpec, size: int = DEFAULT_SIZE) -> Image.Image:
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> float32 tensor (3, H, W) in 0..1."""
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(uint8_to_unit(img)).permute(2, 0, 1).contiguous()
 
 
 def sample(

@@ -12,6 +12,7 @@ import torch
 
 from ...executor.limits import Limits, TooLarge
 from ...executor.node import InputError
+from ...executor.pixels import image_to_pixels
 from .model import VAR, VQVAE
 
 # torch.Generator.manual_seed accepts any unsigned 64-bit value.
@@ -114,7 +115,7 @@ def checked_image(image: torch.Tensor, side: int, batch: int | None = None) -> t
         )
     if batch is not None and image.shape[0] not in (1, batch):
         raise InputError("image", f"holds {image.shape[0]} images for {batch} class labels")
-    return image.permute(0, 3, 1, 2).mul(2).sub(1)
+    return image_to_pixels(image)
 
 
 def checked_mask(mask: torch.Tensor, side: int, batch: int) -> torch.Tensor:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import torch
 
 from ...executor.node import InputError, Inputs, Node, Outputs
+from ...executor.pixels import pixels_to_image
 from ...executor.types import Image
 from .checks import checked_image, image_side
 from .model import VQVAE, quantize_image
 from .sockets import TokenMapsSocket, VQVAESocket
 
 CATEGORY = "latentgraph/var"
-
-
-def to_image(pixels: torch.Tensor) -> torch.Tensor:
-    """VQVAE output (B,3,H,W) in -1..1 -> IMAGE (B,H,W,3) float32 in 0..1."""
-    return pixels.float().add(1).mul(0.5).permute(0, 2, 3, 1).contiguous()
 
 
 @torch.no_grad()
@@ -26,7 +22,8 @@ def decode_latent(vqvae: VQVAE, f_hat: torch.Tensor, input_name: str) -> torch.T
             input_name,
             f"latent has {f_hat.shape[1]} channels; this VQVAE decodes {vqvae.config.z_channels}",
         )
-    return to_image(vqvae.latent_to_image(f_hat))
+    # Denormalised in float32, not in the VQVAE's (possibly half) dtype: one rounding fewer.
+    return pixels_to_image(vqvae.latent_to_image(f_hat).float())
 
 
 class VQVAEQuantize(Node):
