@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     except NodeFailed as err:
         _format_error(str(err), args.json, node_id=err.node_id, class_type=err.class_type,
-                      exception_type=type(err.error).__name__)
+                      input=err.input, exception_type=type(err.error).__name__)
         return EXIT_RUNTIME
     except (Interrupted, KeyboardInterrupt):
         _format_error("interrupted", args.json)

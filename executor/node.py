@@ -226,11 +226,19 @@ class ParentInput:
 
 
 class InputError(ValueError):
-    """Raised by a node's run() when an input value is unusable; names the input."""
+    """Raised by a node's run() when an input value is unusable; names the input.
 
-    def __init__(self, input_name: str, message: str) -> None:
-        self.input_name = input_name
-        super().__init__(f"input '{input_name}': {message}")
+    Hosts read ``input`` (the executor's :class:`NodeFailed` carries it on), never the message,
+    which says it for people: ``input 'width': ...``."""
+
+    def __init__(self, input: str, message: str) -> None:
+        self.input = input
+        self.message = message
+        super().__init__(f"input '{input}': {message}")
+
+    @property
+    def input_name(self) -> str:
+        return self.input
 
 
 class Node:

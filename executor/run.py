@@ -30,7 +30,7 @@ from .cache import Entry, OutputCache
 from .context import Context, Event, EventSink, Folders, Interrupted, RunState, resolve_device
 from .expansion import rewrite_expansion
 from .limits import DEFAULT_LIMITS, Limits
-from .node import Expand, NodeRegistry, output_values
+from .node import Expand, InputError, NodeRegistry, output_values
 from .validate import Graph, GraphNode, Issue, WorkflowInvalid, validate
 from .workflow import Workflow, literal_input, load_workflow
 
@@ -38,12 +38,14 @@ GiB = 1 << 30
 
 
 class NodeFailed(Exception):
-    """A node raised while running. Names the node; the original exception is the cause."""
+    """A node raised while running. Names the node, and ``input`` the input at fault when the
+    node said which (an :class:`InputError`); the original exception is the cause."""
 
     def __init__(self, node_id: str, class_type: str, error: BaseException, tb: str) -> None:
         self.node_id = node_id
         self.class_type = class_type
         self.error = error
+        self.input = error.input if isinstance(error, InputError) else None
         self.traceback = tb
         super().__init__(f"node {node_id} ({class_type}) failed: {type(error).__name__}: {error}")
 

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .math import Schedule
+from .math import ArgumentError, Schedule
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +47,10 @@ class TextEmbeds:
 
     @staticmethod
     def cat(first: TextEmbeds, second: TextEmbeds) -> TextEmbeds:
+        """The negative (uncond) embeddings ``first``, then the positive ones, in one batch."""
         if first.embeddings.shape[1:] != second.embeddings.shape[1:]:
-            raise ValueError(
+            raise ArgumentError(
+                "negative",
                 f"positive and negative embeddings differ in shape: {tuple(second.embeddings.shape)} "
                 f"vs {tuple(first.embeddings.shape)}"
             )
@@ -111,10 +113,18 @@ class Denoiser:
         negative prompt (guidance is then off, and only the conditional branch runs)."""
         batch = sample.shape[0]
         if negative is None:
-            context = positive.repeat_to(batch) if positive is not None else None
+            context = _spread(positive, batch, "positive") if positive is not None else None
             return self.forward(sample, timestep, context), None
         if positive is None:
-            raise ValueError("a negative prompt needs a positive one")
-        context = TextEmbeds.cat(negative.repeat_to(batch), positive.repeat_to(batch))
+            raise ArgumentError("negative", "a negative prompt needs a positive one")
+        context = TextEmbeds.cat(_spread(negative, batch, "negative"), _spread(positive, batch, "positive"))
         uncond, cond = self.forward(torch.cat([sample, sample]), timestep, context).chunk(2)
         return cond, uncond
+
+
+def _spread(embeds: TextEmbeds, batch: int, argument: str) -> TextEmbeds:
+    """``embeds.repeat_to(batch)``; a prompt count that does not divide the batch names ``argument``."""
+    try:
+        return embeds.repeat_to(batch)
+    except ValueError as err:
+        raise ArgumentError(argument, str(err)) from None

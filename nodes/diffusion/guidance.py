@@ -6,7 +6,7 @@ from typing import Optional
 
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.types import Latent
-from .math import cfg_combine
+from .math import ArgumentError, cfg_combine
 from .noise_nodes import samples_of
 from .sockets import DenoiserSocket, PlanSocket, TextEmbedsSocket
 
@@ -41,8 +41,10 @@ class Denoise(Node):
             cond, uncond = x.denoiser.predict(
                 sample, x.plan.timestep_on(x.step, sample.device), x.positive, x.negative
             )
-        except ValueError as err:
-            raise InputError("negative" if "negative" in str(err) else "positive", str(err)) from None
+        except ArgumentError as err:
+            if err.argument not in ("positive", "negative"):
+                raise
+            raise InputError(err.argument, str(err)) from None
         return self.Out(cond={"samples": cond}, uncond={"samples": cond if uncond is None else uncond})
 
 

@@ -134,8 +134,12 @@ def _correction(g: GraphBuilder, spec: SolverSpec, stage: NodeRef, predicted: li
 
 def _plan_length(x: Any) -> int:
     """Steps the plan will hold after img2img truncation (built here to size the unrolling)."""
-    schedule = x.schedule if x.schedule is not None else x.denoiser.schedule
-    return len(checked_plan(schedule, x.steps, x.solver, x.denoiser.spacing, x.denoiser.steps_offset, x.denoise))
+    own = x.schedule is not None
+    schedule = x.schedule if own else x.denoiser.schedule
+    # The spacing and offset, and unless given the schedule, are the denoiser's.
+    inputs = {"spacing": "denoiser", "steps_offset": "denoiser", **({} if own else {"schedule": "denoiser"})}
+    return len(checked_plan(schedule, x.steps, x.solver, x.denoiser.spacing, x.denoiser.steps_offset,
+                            x.denoise, inputs))
 
 
 NODES = [DenoiserSchedule, Sampler]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
-from .math import BetaSchedule, PredictionType, Schedule, Spacing
+from .math import ArgumentError, BetaSchedule, PredictionType, Schedule, Spacing
 from .math import SamplingPlan as PlanT
 from .sockets import PlanSocket, ScheduleSocket
 from .solvers import Solver, make_plan
@@ -36,11 +38,8 @@ class NoiseSchedule(Node):
         try:
             schedule = Schedule(x.kind, x.num_train_timesteps, x.beta_start, x.beta_end, x.prediction_type, x.shift,
                                 x.zero_terminal_snr)
-        except ValueError as err:
-            message = str(err)
-            name = next((n for n in ("zero_terminal_snr", "shift", "prediction_type", "beta_start")
-                         if n.split("_")[0] in message), "kind")
-            raise InputError(name, message) from None
+        except ArgumentError as err:  # Schedule's arguments are the inputs, but for the kind
+            raise InputError("kind" if err.argument == "beta_schedule" else err.argument, str(err)) from None
         return self.Out(schedule=schedule)
 
 
@@ -68,16 +67,13 @@ class SamplingPlan(Node):
 
 
 def checked_plan(schedule: Schedule, steps: int, solver: str, spacing: str, steps_offset: int,
-                 denoise: float) -> PlanT:
-    """make_plan, with its complaints turned into errors that name the offending input."""
+                 denoise: float, inputs: Mapping[str, str] | None = None) -> PlanT:
+    """make_plan, with its complaints turned into errors that name the offending input: the
+    input of the argument's name (LG_SamplingPlan's), or the one ``inputs`` maps it to."""
     try:
         return make_plan(schedule, steps, solver, spacing, steps_offset, denoise)
-    except ValueError as err:
-        message = str(err)
-        name = next((n for n in ("denoise", "steps_offset", "spacing", "steps") if n in message), "solver")
-        if "schedule" in message:
-            name = "schedule"
-        raise InputError(name, message) from None
+    except ArgumentError as err:
+        raise InputError((inputs or {}).get(err.argument, err.argument), str(err)) from None
 
 
 NODES = [NoiseSchedule, SamplingPlan]

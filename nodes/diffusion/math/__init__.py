@@ -18,6 +18,7 @@ knows a solver by name: a plan carries what its solver's row in the solver table
 
 from .ddpm_ddim import ddim_step, ddpm_step
 from .dpm_solver import DPMSolverState, dpmpp_2m_step
+from .errors import ArgumentError
 from .euler import euler_ancestral_step, euler_step, flow_euler_step
 from .model_io import cfg_combine, scale_model_input
 from .noise import Seed, add_noise, randn_like_diffusers
@@ -39,6 +40,7 @@ from .schedule import (
 )
 
 __all__ = [
+    "ArgumentError",
     "SANA_SCHEDULE",
     "SD15_SCHEDULE",
     "SPACINGS",

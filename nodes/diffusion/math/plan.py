@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from .errors import ArgumentError
 from .schedule import Schedule
 
 Spacing = Literal["leading", "trailing", "linspace"]
@@ -163,21 +164,22 @@ def check_plan_request(request: PlanRequest, denoise: float) -> None:
     """The checks every plan shares; each error names the offending argument."""
     schedule, steps = request.schedule, request.steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+        raise ArgumentError("steps", f"steps must be a positive int, got {steps!r}")
     if not schedule.is_flow and steps > schedule.num_train_timesteps:
-        raise ValueError(
+        raise ArgumentError(
+            "steps",
             f"steps ({steps}) cannot exceed the schedule's num_train_timesteps "
             f"({schedule.num_train_timesteps})"
         )
     if request.spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {request.spacing!r}")
+        raise ArgumentError("spacing", f"spacing must be one of {SPACINGS}, got {request.spacing!r}")
     offset = request.steps_offset
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"steps_offset must be a non-negative int, got {offset!r}")
+        raise ArgumentError("steps_offset", f"steps_offset must be a non-negative int, got {offset!r}")
     if not 0 < denoise <= 1:
-        raise ValueError(f"denoise must be in (0, 1], got {denoise}")
+        raise ArgumentError("denoise", f"denoise must be in (0, 1], got {denoise}")
     if request.final_sigma not in FINAL_SIGMAS:
-        raise ValueError(f"final_sigma must be one of {FINAL_SIGMAS}, got {request.final_sigma!r}")
+        raise ArgumentError("final_sigma", f"final_sigma must be one of {FINAL_SIGMAS}, got {request.final_sigma!r}")
 
 
 def build_plan(
@@ -220,7 +222,8 @@ def _integer_grid(train_steps: int, steps: int, spacing: str, steps_offset: int)
         grid = np.round(np.arange(train_steps, 0, -train_steps / steps)).astype(np.int64) - 1
         # Float arange sometimes yields one extra point whose timestep is -1; diffusers passes it on.
         if len(grid) != steps:
-            raise ValueError(
+            raise ArgumentError(
+                "spacing",
                 f"spacing='trailing' with steps={steps} over {train_steps} training steps makes "
                 f"{len(grid)} timesteps ending at {grid[-1]} (a float-rounding defect diffusers "
                 f"shares); choose another steps or spacing"
@@ -396,7 +399,8 @@ def truncate(plan: SamplingPlan, denoise: float) -> SamplingPlan:
     """
     start = _skipped_steps(plan, denoise)
     if start >= len(plan):
-        raise ValueError(
+        raise ArgumentError(
+            "denoise",
             f"denoise={denoise} leaves no steps to run out of {len(plan)}; raise denoise or steps"
         )
     if start == 0:

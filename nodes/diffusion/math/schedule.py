@@ -15,6 +15,8 @@ from typing import Literal, TypeVar, get_args
 import numpy as np
 import torch
 
+from .errors import ArgumentError
+
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "flow"]
 PredictionType = Literal["epsilon", "v_prediction", "flow_prediction"]
 
@@ -49,37 +51,39 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(
-                f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}"
+            raise ArgumentError(
+                "beta_schedule", f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}"
             )
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
+            raise ArgumentError(
+                "prediction_type", f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
             )
         if isinstance(self.num_train_timesteps, bool) or not isinstance(
             self.num_train_timesteps, int
         ):
-            raise ValueError(
-                f"num_train_timesteps must be an int, got {self.num_train_timesteps!r}"
+            raise ArgumentError(
+                "num_train_timesteps", f"num_train_timesteps must be an int, got {self.num_train_timesteps!r}"
             )
         if self.num_train_timesteps < 2:
-            raise ValueError(
-                f"num_train_timesteps must be at least 2, got {self.num_train_timesteps}"
+            raise ArgumentError(
+                "num_train_timesteps", f"num_train_timesteps must be at least 2, got {self.num_train_timesteps}"
             )
         if self.is_flow != (self.prediction_type == "flow_prediction"):
-            raise ValueError(
+            raise ArgumentError(
+                "prediction_type",
                 f"prediction_type {self.prediction_type!r} does not fit beta_schedule "
                 f"{self.beta_schedule!r}: 'flow_prediction' goes with 'flow' and only with it"
             )
         if not self.shift > 0:
-            raise ValueError(f"shift must be positive, got {self.shift}")
+            raise ArgumentError("shift", f"shift must be positive, got {self.shift}")
         if self.is_flow and self.zero_terminal_snr:
-            raise ValueError("zero_terminal_snr applies to discrete beta schedules, not 'flow'")
+            raise ArgumentError("zero_terminal_snr", "zero_terminal_snr applies to discrete beta schedules, not 'flow'")
         if not self.is_flow:
             if self.shift != 1.0:
-                raise ValueError("shift only applies to beta_schedule='flow'")
+                raise ArgumentError("shift", "shift only applies to beta_schedule='flow'")
             if not 0 < self.beta_start <= self.beta_end < 1:
-                raise ValueError(
+                raise ArgumentError(
+                    "beta_start",
                     f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, "
                     f"got {self.beta_start} and {self.beta_end}"
                 )

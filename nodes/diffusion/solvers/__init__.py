@@ -32,6 +32,7 @@ from ..math import (
     euler_step,
     flow_euler_step,
 )
+from ..math.errors import ArgumentError
 from ..math.plan import (
     PARAMETERIZATIONS,
     Parameterization,
@@ -307,28 +308,32 @@ def make_plan(
             smallest sigma (diffusers' `final_sigmas_type`).
     """
     if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        raise ArgumentError("schedule", f"schedule must be a Schedule, got {type(schedule).__name__}")
     spec = SOLVERS.get(solver) if isinstance(solver, str) else None
     if spec is None:
-        raise ValueError(f"solver must be one of {SOLVER_NAMES}, got {solver!r}")
+        raise ArgumentError("solver", f"solver must be one of {SOLVER_NAMES}, got {solver!r}")
     if spec.flow != schedule.is_flow:
         wanted = "a 'flow'" if spec.flow else "a discrete (non-flow)"
-        raise ValueError(
+        raise ArgumentError(
+            "schedule",
             f"solver {solver!r} needs {wanted} schedule, got beta_schedule={schedule.beta_schedule!r}"
         )
     if schedule.prediction_type not in spec.prediction_types:
-        raise ValueError(
+        raise ArgumentError(
+            "schedule",
             f"solver {solver!r} takes {', '.join(spec.prediction_types)} models, not the "
             f"schedule's prediction_type {schedule.prediction_type!r}"
         )
     request = PlanRequest(schedule, steps, spacing, steps_offset, set_alpha_to_one, final_sigma)
     check_plan_request(request, denoise)
     if set_alpha_to_one and "set_alpha_to_one" not in spec.plan_options:
-        raise ValueError(
+        raise ArgumentError(
+            "set_alpha_to_one",
             f"set_alpha_to_one only applies to {_solvers_taking('set_alpha_to_one')}, not {solver!r}"
         )
     if final_sigma != "zero" and "final_sigma" not in spec.plan_options:
-        raise ValueError(
+        raise ArgumentError(
+            "final_sigma",
             f"final_sigma={final_sigma!r} only applies to {_solvers_taking('final_sigma')}"
         )
     return build_plan(
