@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from graph_helpers import Graph
 from latentgraph import Executor
 from latentgraph.executor import Folders
-from latentgraph.executor.graph_builder import GraphBuilder
 
 # The read-only golden data beside the repository (LATENTGRAPH_SHARED points elsewhere).
 SHARED = Path(os.environ.get("LATENTGRAPH_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -40,8 +40,9 @@ def folders(tmp_path: Path) -> Folders:
 
 
 @pytest.fixture
-def builder() -> GraphBuilder:
-    return GraphBuilder()
+def builder() -> Graph:
+    """A fresh graph builder (graph_helpers.Graph); a test that needs several makes more with Graph()."""
+    return Graph()
 
 
 @pytest.fixture

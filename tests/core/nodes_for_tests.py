@@ -16,6 +16,7 @@ from latentgraph.executor import (
     Outputs,
     ParentInput,
 )
+from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.executor.types import Image, Latent
 from latentgraph.nodes import default_registry
 
@@ -115,12 +116,10 @@ class Repeat(Node):
 
     def run(self, x: In) -> Expand:
         RUNS[self.ctx.node_id] += 1
-        nodes, previous = {}, ParentInput("latent")
+        g, previous = GraphBuilder(), ParentInput("latent")
         for i in range(x.times):
-            nodes[f"add{i}"] = {"class_type": "LG_TestAdd",
-                                "inputs": {"latent": previous, "amount": ParentInput("amount")}}
-            previous = [f"add{i}", 0]
-        return Expand(nodes=nodes, outputs=((f"add{x.times - 1}", 0),))
+            previous = g.node("LG_TestAdd", id=f"add{i}", latent=previous, amount=ParentInput("amount"))
+        return Expand(nodes=g.build(), outputs=((previous.id, 0),))
 
 
 class Output(Node):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from graph_helpers import Graph, one_node
 from image_bombs import apng, forbid_decoding, grey_png
 from latentgraph.cli import main
 from latentgraph.executor import Inputs, Node, NodeFailed, NodeRegistry, Outputs
@@ -74,7 +75,7 @@ def failure(make_executor, graph: dict, limits: Limits = DEFAULT) -> NodeFailed:
 
 
 def load_graph(name: str) -> dict:
-    return {"1": {"class_type": "LG_LoadImage", "inputs": {"image": name}}}
+    return one_node("LG_LoadImage", image=name)
 
 
 # --- image files: refused from the header, nothing decoded ----------------------------------
@@ -120,15 +121,16 @@ def test_raised_pixel_limit_lets_the_image_through(make_executor, folders):
      "512 x 512 x 4,096 images = 1,073,741,824 pixels"),
 ])
 def test_empty_image_refuses_oversized_literals(make_executor, inputs, named, found):
-    message = str(failure(make_executor, {"1": {"class_type": "LG_EmptyImage", "inputs": inputs}}))
+    message = str(failure(make_executor, one_node("LG_EmptyImage", **inputs)))
     assert "node 1 (LG_EmptyImage)" in message and f"input '{named}'" in message and found in message
     assert "67,108,864" in message and HOW_TO_RAISE in message
 
 
 def test_empty_latent_counts_the_pixels_it_stands_for(make_executor):
-    graph = {"ae": {"class_type": "LG_TestBombAutoencoder", "inputs": {}},
-             "1": {"class_type": "LG_EmptyLatent", "inputs": {"autoencoder": ["ae", 0], "width": 512,
-                                                              "height": 512, "batch": 257}}}
+    g = Graph()
+    g.node("LG_EmptyLatent", id="1", autoencoder=g.node("LG_TestBombAutoencoder", id="ae"), width=512, height=512,
+           batch=257)
+    graph = g.build()
     message = str(failure(make_executor, graph))
     assert "node 1 (LG_EmptyLatent)" in message and "input 'batch'" in message
     assert "512 x 512 x 257 images = 67,371,008 pixels is over the limit of 67,108,864" in message
@@ -138,27 +140,29 @@ def test_empty_latent_counts_the_pixels_it_stands_for(make_executor):
 
 
 def test_shapes_images_refuses_oversized_literals(make_executor):
-    graph = {"1": {"class_type": "LG_ShapesImages", "inputs": {"count": 4096, "size": 1024}}}
+    graph = one_node("LG_ShapesImages", count=4096, size=1024)
     message = str(failure(make_executor, graph))
     assert "input 'count'" in message and "1,024 x 1,024 x 4,096 images" in message
 
 
 def test_var_label_count_is_bounded(make_executor):
     # The tiny VAR keeps 8 channels x 4 x 4 latent values a label; its VQVAE makes 32 x 32 px.
-    graph = {"m": {"class_type": "LG_TestBombTinyVAR", "inputs": {}},
-             "1": {"class_type": "LG_VARStart", "inputs": {"var": ["m", 0], "class_labels": "0, 1, 2"}}}
-    message = str(failure(make_executor, graph, Limits(max_pixels=3 * 8 * 16 - 1)))
+    g = Graph(registry=REGISTRY)
+    models = g.node("LG_TestBombTinyVAR", id="m")
+    g.node("LG_VARStart", id="1", var=models, class_labels="0, 1, 2")
+    message = str(failure(make_executor, g.build(), Limits(max_pixels=3 * 8 * 16 - 1)))
     assert "node 1 (LG_VARStart)" in message and "input 'class_labels'" in message
     assert "3 labels: a latent of 3 x 8 x 4 x 4 = 384 values is over the limit of 383" in message
-    graph["1"] = {"class_type": "LG_VARSampler", "inputs": {"var": ["m", 0], "vqvae": ["m", 1], "top_k": 0,
-                                                           "class_labels": "0, 1, 2"}}
-    message = str(failure(make_executor, graph, Limits(max_pixels=3 * 32 * 32 - 1)))
+    g = Graph(registry=REGISTRY)
+    models = g.node("LG_TestBombTinyVAR", id="m")
+    g.node("LG_VARSampler", id="1", var=models, vqvae=g.output(models, "vqvae"), top_k=0, class_labels="0, 1, 2")
+    message = str(failure(make_executor, g.build(), Limits(max_pixels=3 * 32 * 32 - 1)))
     assert "node 1 (LG_VARSampler)" in message and "input 'class_labels'" in message
     assert "32 x 32 x 3 images = 3,072 pixels" in message
 
 
 def test_cli_max_pixels(tmp_path, capsys):
-    graph = {"1": {"class_type": "LG_EmptyImage", "inputs": {"width": 16, "height": 8}}}
+    graph = one_node("LG_EmptyImage", width=16, height=8)
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(graph))
     common = [str(path), "--target", "1", "--data-dir", str(tmp_path), "--device", "cpu"]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from graph_helpers import Graph, load_image_graph, one_node, save_image_graph
 from latentgraph import load_workflow
 from latentgraph.cli import main
 from latentgraph.executor.workflow import api_to_ui
@@ -23,10 +24,7 @@ def write(tmp_path: Path, graph: dict, name="wf.json") -> str:
 
 
 def image_graph(color=0x336699, prefix="t"):
-    return {
-        "1": {"class_type": "LG_EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 1, "color": color}},
-        "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
-    }
+    return save_image_graph(prefix, width=16, height=8, batch_size=1, color=color)
 
 
 def run_cli(*args: str) -> int:
@@ -82,10 +80,9 @@ def test_validation_errors_exit_2_and_list_every_problem(tmp_path, capsys):
 
 
 def test_runtime_error_exits_1_naming_the_node(tmp_path, capsys):
-    graph = {
-        "1": {"class_type": "LG_FloatMath", "inputs": {"a": 1.0, "b": 0.0, "op": "div"}},
-        "2": {"class_type": "LG_FloatMath", "inputs": {"a": ["1", 0], "b": 1.0}},
-    }
+    g = Graph()
+    g.node("LG_FloatMath", id="2", a=g.node("LG_FloatMath", id="1", a=1.0, b=0.0, op="div"), b=1.0)
+    graph = g.build()
     code = run_cli("run", write(tmp_path, graph), "--target", "2", "--data-dir", str(tmp_path), "--json")
     assert code == 1
     out = json.loads(capsys.readouterr().out)
@@ -123,8 +120,7 @@ def test_shipped_core_graph_runs(tmp_path):
 def test_load_image_stays_inside_input_folder(tmp_path, capsys):
     (tmp_path / "input").mkdir()
     Image.new("RGBA", (4, 4), (255, 0, 0, 128)).save(tmp_path / "input" / "red.png")
-    graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": "red.png"}},
-             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+    graph = load_image_graph("red.png")
     assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
     capsys.readouterr()
     (tmp_path / "output").mkdir(exist_ok=True)
@@ -141,9 +137,10 @@ def test_load_image_stays_inside_input_folder(tmp_path, capsys):
 def test_load_image_with_a_linked_name(tmp_path):
     (tmp_path / "input").mkdir()
     Image.new("RGB", (4, 4), (9, 9, 9)).save(tmp_path / "input" / "grey.png")
-    graph = {"0": {"class_type": "LG_String", "inputs": {"value": "grey.png"}},
-             "1": {"class_type": "LG_LoadImage", "inputs": {"image": ["0", 0]}},
-             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+    g = Graph()
+    name = g.node("LG_String", id="0", value="grey.png")
+    g.node("LG_SaveImage", id="2", images=g.node("LG_LoadImage", id="1", image=name))
+    graph = g.build()
     assert run_cli("run", write(tmp_path, graph), "--data-dir", str(tmp_path)) == 0
 
 
@@ -164,7 +161,7 @@ def test_a_shipped_graph_runs_from_any_directory(tmp_path, monkeypatch):
 
 
 def vqvae_graph(path: str) -> dict:
-    return {"1": {"class_type": "LG_LoadVQVAE", "inputs": {"path": path, "patch_nums": "1,2,3,4,6,8"}}}
+    return one_node("LG_LoadVQVAE", path=path, patch_nums="1,2,3,4,6,8")
 
 
 def test_models_dir_is_searched_first_and_a_missing_model_names_the_search(tmp_path, capsys):

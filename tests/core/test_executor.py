@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from graph_helpers import Graph, NodeRef, one_node
 from latentgraph.executor import (
     Executor,
     Inputs,
@@ -34,11 +35,11 @@ def ex(make_executor) -> Executor:
     return make_executor(registry=registry())
 
 
-def chain(builder, n=5, value=1.0, size=4):
-    node = builder.node("LG_TestTensor", id="t", value=value, size=size)
+def chain(builder, n=5, value=1.0, size=4, prefix=""):
+    node = builder.node("LG_TestTensor", id=f"{prefix}t", value=value, size=size)
     for i in range(n):
-        node = builder.node("LG_TestAdd", id=f"a{i}", latent=node, amount=float(i))
-    builder.node("LG_TestOutput", id="out", latent=node)
+        node = builder.node("LG_TestAdd", id=f"{prefix}a{i}", latent=node, amount=float(i))
+    builder.node("LG_TestOutput", id=f"{prefix}out", latent=node)
     return builder.build()
 
 
@@ -55,8 +56,9 @@ def test_rerun_executes_nothing(ex, builder):
 def test_edits_in_place_between_runs_are_seen(ex, builder):
     """The executor reuses its last validation only for an equal workflow: editing the
     caller's dict in place (a link, a literal list) must not slip past it."""
-    graph = chain(builder)
-    graph["bypass"] = {"class_type": "LG_TestAdd", "inputs": {"latent": ["t", 0], "amount": 100.0}}
+    chain(builder)
+    builder.node("LG_TestAdd", id="bypass", latent=NodeRef("t"), amount=100.0)
+    graph = builder.build()
     first = ex.run(graph)
     graph["out"]["inputs"]["latent"][0] = "bypass"  # the link list itself, edited in place
     relinked = ex.run(graph)
@@ -84,8 +86,9 @@ def test_changing_one_literal_executes_exactly_its_descendants(ex, builder):
 
 
 def test_only_what_targets_need_runs(ex, builder):
-    graph = chain(builder)
-    graph["side"] = {"class_type": "LG_TestTensor", "inputs": {"value": 9.0}}
+    chain(builder)
+    builder.node("LG_TestTensor", id="side", value=9.0)
+    graph = builder.build()
     result = ex.run(graph, targets=["a1"])
     assert "side" not in result.executed and "out" in result.executed
     assert torch.equal(result.outputs["a1"][0]["samples"], torch.full((4,), 2.0))
@@ -93,17 +96,13 @@ def test_only_what_targets_need_runs(ex, builder):
 
 def test_signatures_do_not_depend_on_node_ids(ex, builder):
     ex.run(chain(builder))
-    renamed = {f"x{k}": v for k, v in json.loads(json.dumps(chain(type(builder)()))).items()}
-    for call in renamed.values():
-        for name, value in call["inputs"].items():
-            if isinstance(value, list):
-                call["inputs"][name] = [f"x{value[0]}", value[1]]
+    renamed = chain(Graph(), prefix="x")
     assert ex.run(renamed).executed == []
 
 
 def test_defaults_and_explicit_values_share_a_signature(ex, builder):
-    builder.node("LG_TestTensor", id="t", value=0.0)
-    builder.node("LG_TestOutput", id="o", latent=builder.nodes and ["t", 0])
+    t = builder.node("LG_TestTensor", id="t", value=0.0)
+    builder.node("LG_TestOutput", id="o", latent=t)
     ex.run(builder.build())
     explicit = builder.build()
     explicit["t"]["inputs"]["size"] = 4
@@ -114,16 +113,12 @@ def test_byte_bound_evicts_least_recently_used(make_executor, builder):
     # Each tensor is 1000 float32 = 4000 bytes; room for about two of them.
     ex = make_executor(registry=registry(), cache_bytes=9000)
     for value in (1.0, 2.0, 3.0):
-        g = type(builder)()
-        g.node("LG_TestTensor", id="t", value=value, size=1000)
-        ex.run(g.build(), targets=["t"])
+        ex.run(one_node("LG_TestTensor", id="t", value=value, size=1000), targets=["t"])
     assert ex.cache.values.bytes <= 9000
-    g = type(builder)()
-    g.node("LG_TestTensor", id="t", value=1.0, size=1000)
-    assert ex.run(g.build(), targets=["t"]).executed == ["t"]  # the oldest was evicted
-    g = type(builder)()
-    g.node("LG_TestTensor", id="t", value=3.0, size=1000)
-    assert ex.run(g.build(), targets=["t"]).executed == []  # the newest was kept
+    graph = one_node("LG_TestTensor", id="t", value=1.0, size=1000)
+    assert ex.run(graph, targets=["t"]).executed == ["t"]  # the oldest was evicted
+    graph = one_node("LG_TestTensor", id="t", value=3.0, size=1000)
+    assert ex.run(graph, targets=["t"]).executed == []  # the newest was kept
 
 
 def test_a_value_larger_than_the_cache_is_still_returned(make_executor, builder):
@@ -159,11 +154,14 @@ import resource, sys
 sys.path.insert(0, {tests!r})
 from nodes_for_tests import registry
 from latentgraph.executor import Executor
+from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.executor.run import settle_heap
 settle_heap()
-graph = {{"0": {{"class_type": "LG_TestTensor", "inputs": {{"size": 16384}}}}}}  # 64 KiB
+g = GraphBuilder()
+node = g.node("LG_TestTensor", id="0", size=16384)  # 64 KiB
 for i in range(1, 200):
-    graph[str(i)] = {{"class_type": "LG_TestAdd", "inputs": {{"latent": [str(i - 1), 0]}}}}
+    node = g.node("LG_TestAdd", id=str(i), latent=node)
+graph = g.build()
 def run():
     Executor(device="cpu", registry=registry()).run(graph, targets=["199"])
 run()
@@ -237,9 +235,10 @@ def test_expanded_nodes_share_cache_with_an_unrolled_graph(ex, builder):
     for i in range(3):
         node = builder.node("LG_TestAdd", id=f"s{i}", latent=node, amount=2.0)
     ex.run(builder.build(), targets=["s2"])
-    rolled = {"t": {"class_type": "LG_TestTensor", "inputs": {"value": 0.0}},
-              "r": {"class_type": "LG_TestRepeat", "inputs": {"latent": ["t", 0], "amount": 2.0, "times": 3}}}
-    assert ex.run(rolled, targets=["r"]).executed == ["r"]
+    rolled = Graph()
+    rolled.node("LG_TestRepeat", id="r", latent=rolled.node("LG_TestTensor", id="t", value=0.0), amount=2.0,
+                times=3)
+    assert ex.run(rolled.build(), targets=["r"]).executed == ["r"]
 
 
 def test_node_error_is_reported_and_executor_recovers(ex, builder):
@@ -315,7 +314,8 @@ def test_lazy_outputs_are_made_only_when_read_and_the_cache_knows_the_gap(ex, bu
     assert ex.run(graph).executed == []  # the gap does not matter to a run that does not read it
 
     # Reading the skipped output runs the node again (its other consumers stay cached).
-    graph["o2"] = {"class_type": "LG_TestOutput", "inputs": {"latent": ["two", 1]}}
+    builder.node("LG_TestOutput", id="o2", latent=two.out(1))
+    graph = builder.build()
     result = ex.run(graph)
     assert result.executed == ["two", "o2"] and RUNS["two"] == 2
     assert result.ui["o2"] == {"sum": [24.0]}
@@ -363,12 +363,13 @@ def test_interrupt_for_a_prompt_that_has_not_started_yet(ex, builder):
     assert ex.run(graph, prompt_id="first").executed
     ex.interrupt("second")
     with pytest.raises(Interrupted):
-        ex.run(chain(type(builder)(), n=3, value=5.0), prompt_id="second")
+        ex.run(chain(Graph(), n=3, value=5.0), prompt_id="second")
 
 
 def test_outputs_limit_which_output_nodes_run(ex, builder):
-    graph = chain(builder, n=1)
-    graph["out2"] = {"class_type": "LG_TestOutput", "inputs": {"latent": ["t", 0]}}
+    chain(builder, n=1)
+    builder.node("LG_TestOutput", id="out2", latent=NodeRef("t"))
+    graph = builder.build()
     result = ex.run(graph, outputs=["out2"])
     assert set(result.ui) == {"out2"} and "a0" not in result.executed
 

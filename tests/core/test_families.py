@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from graph_helpers import one_node
 from latentgraph import Executor
 from latentgraph.executor import NodeFailed, NodeRegistry
 from latentgraph.nodes import common, default_families
@@ -79,8 +80,7 @@ def _component(folder) -> None:
 
 
 def load(executor: Executor, class_type: str, path: str) -> tuple:
-    graph = {"1": {"class_type": class_type, "inputs": {"path": path}}}
-    return executor.run(graph, ["1"]).outputs["1"]
+    return executor.run(one_node(class_type, path=path), ["1"]).outputs["1"]
 
 
 def failure(executor: Executor, class_type: str, path: str) -> str:

@@ -9,6 +9,7 @@ import threading
 import weakref
 
 import pytest
+from graph_helpers import one_node
 from latentgraph.executor import (
     Executor,
     Inputs,
@@ -66,7 +67,7 @@ REGISTRY = NodeRegistry([Probe])
 
 
 def probe(**inputs: bool) -> dict:
-    return {"1": {"class_type": "LG_TestGcProbe", "inputs": inputs}}
+    return one_node("LG_TestGcProbe", **inputs)
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +100,7 @@ def test_restored_after_a_failed_and_an_invalid_run():
         executor().run(probe(fail=True), targets=["1"])
     assert SEEN == [raised()] and gc.get_threshold() == (700, 10, 10)
     with pytest.raises(WorkflowInvalid):
-        executor().run({"1": {"class_type": "LG_NoSuchNode", "inputs": {}}}, targets=["1"])
+        executor().run(one_node("LG_NoSuchNode"), targets=["1"])
     assert gc.get_threshold() == (700, 10, 10)
 
 
@@ -133,7 +134,7 @@ def test_a_threshold_set_during_the_run_is_kept_and_off_stays_off():
             return self.Out(value=0)
 
     Executor(device="cpu", registry=NodeRegistry([*REGISTRY, Setter])).run(
-        {"1": {"class_type": "LG_TestGcSetter", "inputs": {}}}, targets=["1"])
+        one_node("LG_TestGcSetter"), targets=["1"])
     assert gc.get_threshold() == (500, 5, 5)
     gc.set_threshold(0, 10, 10)  # automatic collection off: the run leaves it so
     executor().run(probe(), targets=["1"])

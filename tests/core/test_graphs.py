@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from graph_helpers import one_node
 from latentgraph import Executor, load_workflow
 from latentgraph.executor import Folders
 
@@ -39,6 +40,6 @@ def test_ideal_denoiser_reproduces_dataset_images(tmp_path):
 def test_shapes_images_node_checks_class_ids(tmp_path):
     from latentgraph.executor import NodeFailed
 
-    graph = {"1": {"class_type": "LG_ShapesImages", "inputs": {"count": 2, "class_ids": "3,99"}}}
+    graph = one_node("LG_ShapesImages", count=2, class_ids="3,99")
     with pytest.raises(NodeFailed, match="input 'class_ids'"):
         Executor(device="cpu", folders=Folders.under(tmp_path)).run(graph, targets=["1"])

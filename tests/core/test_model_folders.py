@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from graph_helpers import one_node
 from latentgraph import Executor, comfy_plugin
 from latentgraph.comfy_plugin import HostContext, comfy_class
 from latentgraph.executor import Folders, NodeFailed
@@ -46,7 +47,7 @@ def weights(path: Path, value: float = 1.0) -> Path:
 
 
 def load_vqvae(folders: Folders, name: str) -> dict:
-    graph = {"1": {"class_type": "LG_LoadVQVAE", "inputs": {"path": name, **VQVAE_INPUTS}}}
+    graph = one_node("LG_LoadVQVAE", path=name, **VQVAE_INPUTS)
     return Executor(device="cpu", folders=folders).run(graph, targets=["1"]).outputs
 
 

@@ -126,6 +126,7 @@ def test_registry_rejects_two_nodes_with_one_name():
         NodeRegistry([first, second])
 
 
+# The ComfyUI adapter's node and expansion below are raw JSON on purpose: that shape is ComfyUI's.
 def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
     from latentgraph.comfy_plugin import HostContext, comfy_class
     from latentgraph.executor.context import Folders

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from graph_helpers import Graph, NodeRef
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from latentgraph.executor import Executor, Issue, NodeFailed, validate
@@ -18,16 +19,16 @@ EXECUTOR = Executor(device="cpu", registry=REG, cache_bytes=1 << 20)
 @st.composite
 def random_dags(draw):
     n = draw(st.integers(1, 25))
-    graph = {}
+    g = Graph()
     for i in range(n):
         inputs = {"op": draw(st.sampled_from(OPS))}
         for name in ("a", "b"):
             if i and draw(st.booleans()):
-                inputs[name] = [str(draw(st.integers(0, i - 1))), 0]
+                inputs[name] = NodeRef(str(draw(st.integers(0, i - 1))))
             else:
                 inputs[name] = draw(st.floats(-4, 4, allow_nan=False))
-        graph[str(i)] = {"class_type": "LG_FloatMath", "inputs": inputs}
-    return graph
+        g.node("LG_FloatMath", id=str(i), **inputs)
+    return g.build()
 
 
 class Undefined(Exception):
@@ -70,6 +71,7 @@ def test_random_dags_match_python_or_fail_structured(graph):
     assert got == expected or (math.isnan(expected) and math.isnan(got))
 
 
+# Malformed workflows are drawn as raw JSON on purpose: their shape is what is under test.
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),

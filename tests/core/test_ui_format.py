@@ -6,6 +6,7 @@ from latentgraph.executor.workflow import api_to_ui, ui_to_api
 from latentgraph.nodes import default_registry
 
 REG = default_registry()
+# API-format graphs here are raw JSON on purpose: they are the conversion's inputs and expected results.
 
 
 def node(id, type, widgets=(), inputs=(), outputs=(), mode=0):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from graph_helpers import Graph
 from latentgraph.executor import validate
 from latentgraph.executor.validate import node_errors
 from nodes_for_tests import registry
@@ -17,17 +18,18 @@ def issues_of(graph, targets=()):
 
 
 def ok_graph():
-    return {
-        "1": {"class_type": "LG_TestTensor", "inputs": {"value": 1.0}},
-        "2": {"class_type": "LG_TestAdd", "inputs": {"latent": ["1", 0], "amount": 2.0}},
-        "3": {"class_type": "LG_TestOutput", "inputs": {"latent": ["2", 0]}},
-    }
+    g = Graph()
+    tensor = g.node("LG_TestTensor", id="1", value=1.0)
+    added = g.node("LG_TestAdd", id="2", latent=tensor, amount=2.0)
+    g.node("LG_TestOutput", id="3", latent=added)
+    return g.build()
 
 
 def test_valid_graph_has_no_issues():
     assert issues_of(ok_graph()) == []
 
 
+# The cases break the valid graph as raw JSON on purpose: each is about the shape validation sees.
 CASES = [
     ("unknown_class_type", lambda g: g["2"].update(class_type="LG_Nope"), "2", None),
     ("required_input_missing", lambda g: g["2"]["inputs"].pop("latent"), "2", "latent"),

@@ -14,8 +14,8 @@ import pytest
 import torch
 from denoiser_for_tests import SHAPE, TextEmbeds, make_denoiser, registry
 from diffusers.utils.torch_utils import randn_tensor
+from graph_helpers import Graph, NodeRef
 from latentgraph.executor import Executor, NodeFailed
-from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.nodes.diffusion.math import SANA_SCHEDULE, SD15_SCHEDULE, Schedule
 
 REG = registry()
@@ -56,7 +56,7 @@ def oracle_loop(oracle, solver, steps, seed, cfg, batch=1, schedule=None, spacin
 
 
 def sampler_graph(solver, steps, seed, cfg, batch=1):
-    g = GraphBuilder()
+    g = Graph()
     kind = "flow" if solver.startswith("flow") else "scaled_linear"
     prediction = "flow_prediction" if kind == "flow" else "epsilon"
     schedule = g.node("LG_NoiseSchedule", id="schedule", kind=kind, prediction_type=prediction,
@@ -128,16 +128,23 @@ def test_img2img_equals_diffusers(executor, oracle, solver):
     assert torch.equal(ours, latents), (ours - latents).abs().max()
 
 
-def unrolled_dpm_graph(steps, stop=None):
-    """LG_Sampler's DPM-Solver++ expansion written out by hand, every step visible."""
-    g = GraphBuilder()
+def unrolled_start(g, steps, solver):
+    """What each hand-unrolled sampler graph starts from: the model, the plan, the noise, the
+    first sample and both prompts (the node ids LG_Sampler's expansion uses)."""
     schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
     denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
     latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
-    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="dpmpp_2m")
+    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver=solver)
     noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
     sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
     pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+    return denoiser, plan, noise, sample, pos, neg
+
+
+def unrolled_dpm_graph(steps, stop=None):
+    """LG_Sampler's DPM-Solver++ expansion written out by hand, every step visible."""
+    g = Graph()
+    denoiser, plan, _, sample, pos, neg = unrolled_start(g, steps, "dpmpp_2m")
     state = None
     for i in range(steps if stop is None else stop):
         model = g.node("LG_Denoise", id=f"model{i}", denoiser=denoiser, sample=sample, plan=plan, step=i,
@@ -195,9 +202,10 @@ def test_bad_step_inputs_name_node_and_input(mutate, node, input_name):
 
 def test_shape_mismatch_names_model_output():
     graph, last = unrolled_dpm_graph(2)
-    graph["big"] = {"class_type": "LG_ImageToPixels", "inputs": {"image": ["bigimg", 0]}}
-    graph["bigimg"] = {"class_type": "LG_EmptyImage", "inputs": {"width": 16, "height": 8}}
-    graph["step0"]["inputs"]["model_output"] = ["big", 0]
+    g = Graph.extend(graph)
+    big = g.node("LG_ImageToPixels", id="big", image=g.node("LG_EmptyImage", id="bigimg", width=16, height=8))
+    g.set("step0", model_output=big)
+    graph = g.build()
     with pytest.raises(NodeFailed) as info:
         Executor(device="cpu", registry=REG).run(graph, targets=[last])
     assert info.value.node_id == "step0" and "input 'model_output'" in str(info.value)
@@ -239,7 +247,7 @@ def test_flow_euler_denoised_is_made_when_read():
     x0, and the cache runs the step again for it."""
     from latentgraph.nodes.diffusion.math import flow_euler_step
 
-    g = GraphBuilder()
+    g = Graph()
     schedule = g.node("LG_NoiseSchedule", id="schedule", kind="flow", prediction_type="flow_prediction", shift=3.0)
     plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=3, solver="flow_euler")
     latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
@@ -280,14 +288,8 @@ def test_new_solvers_equal_diffusers_for_each_prediction_and_spacing(executor, o
 def unrolled_heun_graph(steps, stop=None):
     """LG_Sampler's Heun expansion written out by hand: per step a model call, the predictor, a
     second model call at the level the predictor reached (step + 1) and the corrector."""
-    g = GraphBuilder()
-    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
-    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
-    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
-    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="heun")
-    noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
-    sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
-    pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+    g = Graph()
+    denoiser, plan, _, sample, pos, neg = unrolled_start(g, steps, "heun")
 
     def guided(x, level, name):
         scaled = g.node("LG_ScaleModelInput", id=f"input{name}", sample=x, plan=plan, step=level)
@@ -308,14 +310,8 @@ def unrolled_heun_graph(steps, stop=None):
 
 def unrolled_sde_graph(steps):
     """The DPM-Solver++(2M) SDE expansion by hand: seed, random stream and state threaded through."""
-    g = GraphBuilder()
-    schedule = g.node("LG_NoiseSchedule", id="schedule", kind="scaled_linear")
-    denoiser = g.node("LG_TestDenoiser", id="denoiser", schedule=schedule)
-    latent = g.node("LG_ImageToPixels", id="latent", image=g.node("LG_EmptyImage", id="empty", width=8, height=8))
-    plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=steps, solver="dpmpp_2m_sde")
-    noise = g.node("LG_Noise", id="noise", like=latent, seed=11)
-    sample = g.node("LG_InitialNoise", id="start", noise=noise, plan=plan)
-    pos, neg = g.node("LG_TestEmbeds", id="pos", value=POS), g.node("LG_TestEmbeds", id="neg", value=NEG)
+    g = Graph()
+    denoiser, plan, noise, sample, pos, neg = unrolled_start(g, steps, "dpmpp_2m_sde")
     rng, state = noise.out(1), None
     for i in range(steps):
         model = g.node("LG_Denoise", id=f"model{i}", denoiser=denoiser, sample=sample, plan=plan, step=i,
@@ -356,16 +352,17 @@ def test_heun_resumes_exactly_from_a_cached_middle_step():
 
 
 @pytest.mark.parametrize("mutate, node, input_name", [
-    (lambda g: g["correct1"]["inputs"].update(stage=["step0", 2]), "correct1", "stage"),
+    (lambda g: g.set("correct1", stage=NodeRef("step0").out(2)), "correct1", "stage"),
     # The last step has no second evaluation: its predictor's sample is the result.
-    (lambda g: g.update(extra={"class_type": "LG_HeunCorrection", "inputs": {
-        "sample": ["step4", 0], "model_output": ["cfg3b", 0], "plan": ["plan", 0], "step": 4,
-        "stage": ["step4", 2]}}), "extra", "step"),
-    (lambda g: g["plan"]["inputs"].update(solver="euler"), "step0", "plan"),
+    (lambda g: g.node("LG_HeunCorrection", id="extra", sample=NodeRef("step4"), model_output=NodeRef("cfg3b"),
+                      plan=NodeRef("plan"), step=4, stage=NodeRef("step4").out(2)), "extra", "step"),
+    (lambda g: g.set("plan", solver="euler"), "step0", "plan"),
 ])
 def test_bad_heun_inputs_name_node_and_input(mutate, node, input_name):
     graph, last = unrolled_heun_graph(5)
-    mutate(graph)
+    g = Graph.extend(graph)
+    mutate(g)
+    graph = g.build()
     with pytest.raises(NodeFailed) as info:
         Executor(device="cpu", registry=REG).run(graph, targets=["extra" if "extra" in graph else last])
     assert info.value.node_id == node and f"input '{input_name}'" in str(info.value)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graph_helpers import Graph
 from latentgraph import Executor
 from latentgraph.executor import Folders
-from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.training import example_inputs
 from PIL import Image
 
@@ -63,7 +63,7 @@ def test_the_shipped_graphs_pictures_are_in_the_input_folder():
 
 def test_load_image_finds_the_shipped_pictures(tmp_path):
     folders = Folders(input=INPUT, output=tmp_path / "output", temp=tmp_path / "temp", models=tmp_path)
-    g = GraphBuilder()
+    g = Graph()
     g.node("LG_LoadImage", id="img2img", image="example.png")
     g.node("LG_LoadImage", id="inpaint", image="var_inpaint_source.png")
     outputs = Executor(device="cpu", folders=folders).run(g.build(), targets=["img2img", "inpaint"]).outputs

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from graph_helpers import Graph, one_node
 from latentgraph.executor import InputError, NodeFailed
 from PIL import Image
 from safetensors.torch import load_file, save_file
@@ -22,7 +23,7 @@ def failure(executor, graph: dict, target: str) -> tuple[NodeFailed, InputError]
 
 
 def load_graph(class_type: str, path: str) -> dict:
-    return {"7": {"class_type": class_type, "inputs": {"path": path}}}
+    return one_node(class_type, id="7", path=path)
 
 
 def expect_path_error(executor, class_type: str, path: str, *words: str) -> str:
@@ -141,28 +142,20 @@ def test_image_of_the_wrong_size(sd_root, sd_executor):
     Image.fromarray(rng.integers(0, 256, (33, 32, 3), dtype=np.uint8)).save(
         sd_root.input / "odd.png"
     )
-    graph = {
-        "1": {"class_type": "LG_LoadAutoencoder", "inputs": {"path": "sd/tiny"}},
-        "2": {"class_type": "LG_LoadImage", "inputs": {"image": "odd.png"}},
-        "3": {
-            "class_type": "LG_AutoencoderEncode",
-            "inputs": {"autoencoder": ["1", 0], "image": ["2", 0]},
-        },
-    }
-    failed, error = failure(sd_executor, graph, "3")
+    g = Graph()
+    autoencoder = g.node("LG_LoadAutoencoder", id="1", path="sd/tiny")
+    image = g.node("LG_LoadImage", id="2", image="odd.png")
+    g.node("LG_AutoencoderEncode", id="3", autoencoder=autoencoder, image=image)
+    failed, error = failure(sd_executor, g.build(), "3")
     assert (failed.class_type, error.input_name) == ("LG_AutoencoderEncode", "image")
     assert "32x33" in str(error) and "multiple" in str(error)
 
 
 def test_latent_size_not_a_multiple(sd_executor):
-    graph = {
-        "1": {"class_type": "LG_LoadAutoencoder", "inputs": {"path": "sd/tiny"}},
-        "2": {
-            "class_type": "LG_EmptyLatent",
-            "inputs": {"autoencoder": ["1", 0], "width": 33, "height": 32},
-        },
-    }
-    failed, error = failure(sd_executor, graph, "2")
+    g = Graph()
+    autoencoder = g.node("LG_LoadAutoencoder", id="1", path="sd/tiny")
+    g.node("LG_EmptyLatent", id="2", autoencoder=autoencoder, width=33, height=32)
+    failed, error = failure(sd_executor, g.build(), "2")
     assert error.input_name == "width"
 
 
@@ -185,6 +178,6 @@ def test_a_host_can_refuse_absolute_model_paths(sd_root, tmp_path):
     from latentgraph.executor import NodeFailed
 
     served = dataclasses.replace(sd_root, absolute_models=False)
-    graph = {"1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": str(sd_root.models / "sd" / "tiny")}}}
+    graph = one_node("LG_LoadCheckpoint", path=str(sd_root.models / "sd" / "tiny"))
     with pytest.raises(NodeFailed, match="absolute paths are not allowed"):
         Executor(device="cpu", folders=served).run(graph, targets=["1"])

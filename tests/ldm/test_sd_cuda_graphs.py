@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from graph_helpers import Graph, NodeRef
 from latentgraph import Executor
 from latentgraph.nodes.diffusion.cuda_graphs import GraphedDenoiser
 from latentgraph.nodes.diffusion.denoiser import TextEmbeds
@@ -12,10 +13,9 @@ from latentgraph.nodes.diffusion.denoiser import TextEmbeds
 
 def with_cuda_graphs(graph: dict) -> dict:
     """The shipped txt2img graph with LG_CUDAGraphs between the loader and the sampler."""
-    graph = {k: {**v, "inputs": dict(v["inputs"])} for k, v in graph.items()}
-    graph["20"] = {"class_type": "LG_CUDAGraphs", "inputs": {"denoiser": ["1", 0]}}
-    graph["5"]["inputs"]["denoiser"] = ["20", 0]
-    return graph
+    g = Graph.extend(graph)
+    g.set("5", denoiser=g.node("LG_CUDAGraphs", id="20", denoiser=NodeRef("1")))
+    return g.build()
 
 
 def test_off_cuda_the_denoiser_passes_through(sd_executor, sd_graph):
@@ -32,9 +32,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_replay_equals_the_eager_forward(sd_root):
     executor = Executor(device="cuda", folders=sd_root)
-    graph = {"1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": "sd/tiny"}},
-             "2": {"class_type": "LG_CUDAGraphs", "inputs": {"denoiser": ["1", 0]}}}
-    result = executor.run(graph, ["1", "2"])
+    g = Graph()
+    g.node("LG_CUDAGraphs", id="2", denoiser=g.node("LG_LoadCheckpoint", id="1", path="sd/tiny"))
+    result = executor.run(g.build(), ["1", "2"])
     eager, graphed = result.outputs["1"][0], result.outputs["2"][0]
     assert isinstance(graphed, GraphedDenoiser)
     gen = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+from graph_helpers import Graph, one_node
 from latentgraph.nodes.common.files import path_fingerprint
 from latentgraph.nodes.ldm.clip import bundled_tokenizer
 from transformers import CLIPTokenizer
@@ -17,8 +18,7 @@ PROBE_TEXT = "a photo of a cat"
 
 
 def load(executor, class_type: str, path: str) -> tuple:
-    graph = {"1": {"class_type": class_type, "inputs": {"path": path}}}
-    return executor.run(graph, ["1"]).outputs["1"]
+    return executor.run(one_node(class_type, path=path), ["1"]).outputs["1"]
 
 
 def probe(part, kind: str) -> torch.Tensor:
@@ -88,11 +88,10 @@ def test_each_layout_loads_to_the_same_model(class_type, path, kind, sd_executor
 
 
 def test_autoencoder_exposes_its_latent_space(sd_executor, reference):
-    graph = {
-        "1": {"class_type": "LG_LoadAutoencoder", "inputs": {"path": "sd/vae_bare.safetensors"}},
-        "2": {"class_type": "LG_AutoencoderInfo", "inputs": {"autoencoder": ["1", 0]}},
-    }
-    assert sd_executor.run(graph, ["2"]).outputs["2"] == ("sd-vae", 4, 0.18215, 2)
+    g = Graph()
+    g.node("LG_AutoencoderInfo", id="2",
+           autoencoder=g.node("LG_LoadAutoencoder", id="1", path="sd/vae_bare.safetensors"))
+    assert sd_executor.run(g.build(), ["2"]).outputs["2"] == ("sd-vae", 4, 0.18215, 2)
     assert reference["autoencoder"].latent_dtype == torch.float32  # fp32 on the CPU
 
 
@@ -122,7 +121,7 @@ def test_parts_are_shared_between_loaders(sd_executor, reference):
 def test_loader_caches_by_file_identity(sd_root, sd_executor):
     copy = sd_root.models / "sd" / "copy.safetensors"
     shutil.copyfile(sd_root.models / "sd" / "unet_ldm.safetensors", copy)
-    graph = {"1": {"class_type": "LG_LoadDenoiser", "inputs": {"path": "sd/copy.safetensors"}}}
+    graph = one_node("LG_LoadDenoiser", path="sd/copy.safetensors")
     first = sd_executor.run(graph, ["1"])
     assert first.executed == ["1"] and sd_executor.run(graph, ["1"]).cached == ["1"]
     assert any(
@@ -186,19 +185,12 @@ def test_bundled_tokenizer_matches_transformers_from_saved_files(tmp_path):
 
 def test_tiled_decode(sd_executor):
     def decode(tiling: str) -> torch.Tensor:
-        graph = {
-            "1": {"class_type": "LG_LoadAutoencoder", "inputs": {"path": "sd/tiny"}},
-            "2": {
-                "class_type": "LG_EmptyLatent",
-                "inputs": {"autoencoder": ["1", 0], "width": 64, "height": 64},
-            },
-            "3": {"class_type": "LG_Noise", "inputs": {"like": ["2", 0], "seed": 5}},
-            "4": {
-                "class_type": "LG_AutoencoderDecode",
-                "inputs": {"autoencoder": ["1", 0], "latent": ["3", 0], "tiling": tiling},
-            },
-        }
-        return sd_executor.run(graph, ["4"]).outputs["4"][0]
+        g = Graph()
+        autoencoder = g.node("LG_LoadAutoencoder", id="1", path="sd/tiny")
+        empty = g.node("LG_EmptyLatent", id="2", autoencoder=autoencoder, width=64, height=64)
+        noise = g.node("LG_Noise", id="3", like=empty, seed=5)
+        g.node("LG_AutoencoderDecode", id="4", autoencoder=autoencoder, latent=noise, tiling=tiling)
+        return sd_executor.run(g.build(), ["4"]).outputs["4"][0]
 
     tiled, whole = decode("on"), decode("off")
     assert tiled.shape == whole.shape == (1, 64, 64, 3)

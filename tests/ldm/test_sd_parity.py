@@ -15,6 +15,7 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
 )
+from graph_helpers import Graph
 from PIL import Image
 
 SCHEDULERS = {
@@ -103,11 +104,10 @@ def test_img2img_equals_pipeline(solver, pipelines, sd_root, sd_executor, sd_gra
 
 
 def test_text_embeddings_equal_encode_prompt(pipelines, sd_executor):
-    graph = {
-        "1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": "sd/tiny"}},
-        "2": {"class_type": "LG_TextEncode", "inputs": {"encoder": ["1", 1], "text": PROMPT}},
-    }
-    ours = sd_executor.run(graph, ["2"]).outputs["2"][0]
+    g = Graph()
+    checkpoint = g.node("LG_LoadCheckpoint", id="1", path="sd/tiny")
+    g.node("LG_TextEncode", id="2", encoder=g.output(checkpoint, "text_encoder"), text=PROMPT)
+    ours = sd_executor.run(g.build(), ["2"]).outputs["2"][0]
     ref, _ = pipelines[0].encode_prompt(PROMPT, "cpu", 1, False)
     assert ours.mask is None and ours.pooled is None
     assert torch.equal(ours.embeddings, ref)

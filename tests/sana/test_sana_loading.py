@@ -6,15 +6,14 @@ from __future__ import annotations
 import pytest
 import sana_tiny
 import torch
+from graph_helpers import Graph, one_node
 from latentgraph.executor import InputError, NodeFailed
 from latentgraph.nodes.diffusion.denoiser import TextEmbeds
 from latentgraph.nodes.sana.nvlabs import infer_config
 
 
 def load(executor, class_type: str, path: str):
-    return executor.run({"1": {"class_type": class_type, "inputs": {"path": path}}}, ["1"]).outputs[
-        "1"
-    ][0]
+    return executor.run(one_node(class_type, path=path), ["1"]).outputs["1"][0]
 
 
 def denoiser_probe(denoiser) -> torch.Tensor:
@@ -102,14 +101,10 @@ def test_mix_style_dcae_from_efficientvit(sana_executor, mix_dcae):
 
 
 def test_checkpoint_parts_and_latents(sana_executor):
-    graph = {
-        "1": {"class_type": "LG_LoadCheckpoint", "inputs": {"path": "sana/tiny"}},
-        "2": {
-            "class_type": "LG_EmptyLatent",
-            "inputs": {"autoencoder": ["1", 2], "width": 64, "height": 32, "batch": 2},
-        },
-    }
-    latent = sana_executor.run(graph, ["2"]).outputs["2"][0]["samples"]
+    g = Graph()
+    checkpoint = g.node("LG_LoadCheckpoint", id="1", path="sana/tiny")
+    g.node("LG_EmptyLatent", id="2", autoencoder=g.output(checkpoint, "autoencoder"), width=64, height=32, batch=2)
+    latent = sana_executor.run(g.build(), ["2"]).outputs["2"][0]["samples"]
     assert latent.shape == (2, 8, 16, 32) and latent.dtype == torch.float32 and not latent.any()
 
 

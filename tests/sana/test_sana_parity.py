@@ -10,6 +10,7 @@ import pytest
 import sana_tiny
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, SanaPipeline
+from graph_helpers import Graph
 
 PROMPT = "  An Astronaut riding a horse on the moon "
 SEED, CFG, TOLERANCE = 77, 4.5, 1e-5
@@ -103,15 +104,11 @@ def test_stepwise_graph_equals_sampler_and_pipeline(pipe, sana_executor, sana_gr
 
 
 def test_text_embeddings_equal_encode_prompt(pipe, sana_executor):
-    graph = {
-        "1": {"class_type": "LG_LoadTextEncoder", "inputs": {"path": "sana/tiny/text_encoder"}},
-        "2": {"class_type": "LG_TextEncode", "inputs": {"encoder": ["1", 0], "text": PROMPT}},
-        "3": {
-            "class_type": "LG_TextEncode",
-            "inputs": {"encoder": ["1", 0], "text": "", "instruction": False},
-        },
-    }
-    result = sana_executor.run(graph, ["2", "3"]).outputs
+    g = Graph()
+    encoder = g.node("LG_LoadTextEncoder", id="1", path="sana/tiny/text_encoder")
+    g.node("LG_TextEncode", id="2", encoder=encoder, text=PROMPT)
+    g.node("LG_TextEncode", id="3", encoder=encoder, text="", instruction=False)
+    result = sana_executor.run(g.build(), ["2", "3"]).outputs
     positive, negative = result["2"][0], result["3"][0]
     # The pipeline's default instruction is a default argument of __call__.
     instruction = inspect.signature(pipe.__call__).parameters["complex_human_instruction"].default

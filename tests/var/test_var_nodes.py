@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from graph_helpers import Graph, NodeRef
 from latentgraph.executor import (
     Executor,
     Folders,
@@ -26,7 +27,6 @@ from latentgraph.executor import (
     Outputs,
     WorkflowInvalid,
 )
-from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.executor.types import Image, Mask
 from latentgraph.nodes import default_registry
 from latentgraph.nodes.var.model import VAR, VARConfig, inpaint, quantize_image
@@ -103,7 +103,7 @@ def executor(var_folders: Folders) -> Executor:
     return Executor(device="cpu", folders=var_folders, registry=registry, previews=True)
 
 
-def models(g: GraphBuilder, vqvae_path: str = VQVAE_FILE, var_path: str = VAR_FILE,
+def models(g: Graph, vqvae_path: str = VQVAE_FILE, var_path: str = VAR_FILE,
            patch_nums: str = FIXTURE_PATCH_NUMS) -> tuple[Any, Any]:
     vqvae = g.node("LG_LoadVQVAE", id="vqvae", path=vqvae_path, patch_nums=patch_nums)
     var = g.node("LG_LoadVAR", id="var", path=var_path)
@@ -111,7 +111,7 @@ def models(g: GraphBuilder, vqvae_path: str = VQVAE_FILE, var_path: str = VAR_FI
 
 
 def sampler_graph(**settings: Any) -> dict[str, Any]:
-    g = GraphBuilder()
+    g = Graph()
     vqvae, var = models(g)
     g.node("LG_VARSampler", id="sampler", vqvae=vqvae, var=var, **{**SAMPLING, **settings})
     return g.build()
@@ -139,7 +139,7 @@ def test_sampler_tokens_equal_the_official_sampler(executor, configs, golden, ru
 
 
 def test_quantize_and_decode_match_the_official_tokenizer(executor, golden, fixture_dir):
-    g = GraphBuilder()
+    g = Graph()
     vqvae, _ = models(g)
     tokens = g.node("LG_VQVAEQuantize", id="quantize", vqvae=vqvae,
                     image=g.node("LG_TestFixturePicture", id="picture", fixture_dir=str(fixture_dir)))
@@ -196,7 +196,7 @@ def test_shipped_graphs_validate_and_run(executor, var_folders, fixture_dir, nam
 
 
 def test_inpaint_node_equals_model_inpaint_and_keeps_known_tokens(executor, golden, fixture_dir):
-    g = GraphBuilder()
+    g = Graph()
     vqvae, var = models(g)
     g.node("LG_VARInpaint", id="inpaint", vqvae=vqvae, var=var, image=g.node("LG_TestFixturePicture", fixture_dir=str(fixture_dir)),
            mask=g.node("LG_TestCentreMask"), **SAMPLING)
@@ -321,7 +321,7 @@ def test_vqvae_of_another_vocabulary_is_refused(executor, var_folders):
 @pytest.mark.parametrize(("image_side", "mask_side", "at_fault"), [(64, 32, "mask"), (32, 64, "image")])
 def test_inpaint_refuses_wrongly_sized_image_or_mask(executor, fixture_dir, image_side, mask_side,
                                                     at_fault):
-    g = GraphBuilder()
+    g = Graph()
     vqvae, var = models(g)
     g.node("LG_VARInpaint", id="inpaint", vqvae=vqvae, var=var,
            image=g.node("LG_TestFixturePicture", fixture_dir=str(fixture_dir), side=image_side),
@@ -333,27 +333,25 @@ def test_inpaint_refuses_wrongly_sized_image_or_mask(executor, fixture_dir, imag
 
 
 def test_a_step_past_the_last_scale_names_the_state(executor):
-    graph = load_graph("var_stepwise.json")
-    graph["12"] = {"class_type": "LG_VARScaleStep",
-                   "inputs": {**graph["7"]["inputs"], "state": ["7", 0]}}
+    g = Graph.extend(load_graph("var_stepwise.json"))
+    g.node("LG_VARScaleStep", id="12", **{**g.nodes["7"]["inputs"], "state": NodeRef("7")})
     with pytest.raises(NodeFailed) as failure:
-        executor.run(graph, targets=["12"])
+        executor.run(g.build(), targets=["12"])
     assert (failure.value.node_id, failure.value.error.input_name) == ("12", "state")
     assert "all 4 scales" in str(failure.value)
 
 
 def test_a_reference_without_a_mask_names_the_mask(executor, fixture_dir):
-    graph = load_graph("var_stepwise.json")
-    graph["20"] = {"class_type": "LG_TestFixturePicture", "inputs": {"fixture_dir": str(fixture_dir)}}
-    graph["21"] = {"class_type": "LG_VQVAEQuantize", "inputs": {"vqvae": ["1", 0], "image": ["20", 0]}}
-    graph["4"]["inputs"]["reference"] = ["21", 0]
+    g = Graph.extend(load_graph("var_stepwise.json"))
+    picture = g.node("LG_TestFixturePicture", id="20", fixture_dir=str(fixture_dir))
+    g.set("4", reference=g.node("LG_VQVAEQuantize", id="21", vqvae=NodeRef("1"), image=picture))
     with pytest.raises(NodeFailed) as failure:
-        executor.run(graph, targets=["4"])
+        executor.run(g.build(), targets=["4"])
     assert (failure.value.node_id, failure.value.error.input_name) == ("4", "mask")
 
 
 def test_label_minus_one_asks_for_the_null_class(executor):
-    g = GraphBuilder()
+    g = Graph()
     _, var = models(g)
     g.node("LG_VARStart", id="start", var=var, class_labels="-1, 9", seed=0)
     state = executor.run(g.build(), targets=["start"]).outputs["start"][0]
