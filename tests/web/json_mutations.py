@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+# Documents here are raw JSON on purpose: a mutation's whole point is a shape no builder makes.
 Pick = Callable[[int], int]
 
 _RAW_TEXT = {

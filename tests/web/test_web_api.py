@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import FormData
+from graph_helpers import load_image_graph, one_node
 from PIL import Image
 from web_helpers import (
     ends,
@@ -72,8 +73,8 @@ async def test_validation_errors_use_comfyui_shape(client):
 @pytest.mark.parametrize("body, kind", [
     ({}, "no_prompt"),
     ({"prompt": []}, "invalid_prompt"),
-    ({"prompt": {"1": {"class_type": "LG_Nope", "inputs": {}}}}, "unknown_class_type"),
-    ({"prompt": {"1": {"class_type": "LG_Float", "inputs": {}}}}, "prompt_no_outputs"),
+    ({"prompt": one_node("LG_Nope")}, "unknown_class_type"),
+    ({"prompt": one_node("LG_Float")}, "prompt_no_outputs"),
     ({"prompt": save_graph(), "prompt_id": "../../x"}, "invalid_prompt"),
     ({"prompt": save_graph(), "extra_data": []}, "invalid_prompt"),
     ({"prompt": save_graph(), "number": "many"}, "invalid_prompt"),
@@ -105,8 +106,7 @@ async def test_get_prompt_counts_remaining(paused_client):
 
 
 async def test_load_image_must_name_an_input_file(client):
-    graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": "missing.png"}},
-             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
+    graph = load_image_graph("missing.png")
     body = await (await client.post("/prompt", json={"prompt": graph})).json()
     assert body["node_errors"]["1"]["errors"][0]["type"] == "value_not_in_list"
     graph["1"]["inputs"]["image"] = "../output/x.png"
@@ -117,8 +117,7 @@ async def test_load_image_must_name_an_input_file(client):
 async def test_uploaded_image_feeds_load_image(client, data_dir):
     upload = await client.post("/upload/image", data=upload_form(png_bytes(), "in.png", subfolder="pasted"))
     assert await upload.json() == {"name": "in.png", "subfolder": "pasted", "type": "input"}
-    graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": "pasted/in.png"}},
-             "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "loaded"}}}
+    graph = load_image_graph("pasted/in.png", filename_prefix="loaded")
     entry = await wait_for_history(client, (await queue_prompt(client, graph))["prompt_id"])
     saved = entry["outputs"]["2"]["images"][0]
     with Image.open(data_dir / "output" / saved["filename"]) as img:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from graph_helpers import one_node
 from latentgraph.executor.workflow import parse_api, ui_to_api
 from latentgraph.web import queue_store
 from latentgraph.web.queue_store import QueuedPrompt, QueueStore, RunOutcome
@@ -410,7 +411,7 @@ async def test_jobs_list_pending_prompts(paused_client):
 
 def _finished(store: QueueStore, number: int, prompt_id: str, extra: dict[str, Any], ok: bool,
               start: int, end: int) -> None:
-    store.enqueue(QueuedPrompt(number, prompt_id, {"1": {"class_type": "LG_Float", "inputs": {}}}, extra, []))
+    store.enqueue(QueuedPrompt(number, prompt_id, one_node("LG_Float"), extra, []))
     assert store.claim_next().prompt_id == prompt_id
     last = "execution_success" if ok else "execution_error"
     store.finish(prompt_id, RunOutcome({}, "success" if ok else "error", ok,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graph_helpers import Graph, one_node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from json_mutations import dumps, mutate, mutated_body, nested_list
@@ -201,9 +202,18 @@ async def test_fuzz_campaign(paused_client, tmp_path, capsys):
 
 
 # --- one regression test per class of body that was a 500 ----------------------------------------
+# Bodies whose shape is the point (a class_type that is a list, JSON text no encoder writes, UI
+# graphs) stay raw JSON on purpose; well-formed graphs with a hostile literal come from the helper.
 
 def _deep_prompt() -> dict[str, Any]:
-    return {"1": {"class_type": "LG_Int", "inputs": {"value": nested_list(900)}}}
+    return one_node("LG_Int", value=nested_list(900))
+
+
+def _saved_with_deep_int(depth: int) -> dict[str, Any]:
+    """save_graph() and an LG_Int "3" whose value is a list ``depth`` levels deep."""
+    g = Graph.extend(save_graph())
+    g.node("LG_Int", id="3", value=nested_list(depth))
+    return g.build()
 
 
 def _ui_with(change: Any) -> dict[str, Any]:
@@ -251,8 +261,7 @@ REGRESSIONS = [
         "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}}),
      400, "prompt_outputs_failed_validation", "1"),
     ("900-deep list literal", dumps({"prompt": _deep_prompt()}), 400, "invalid_json", None),
-    ("90-deep list literal", dumps({"prompt": {**save_graph(),
-                                               "3": {"class_type": "LG_Int", "inputs": {"value": nested_list(90)}}}}),
+    ("90-deep list literal", dumps({"prompt": _saved_with_deep_int(90)}),
      400, "prompt_outputs_failed_validation", "3"),
     ("UI: a list as node id", dumps({"prompt": _ui_with(_set(["nodes", 0, "id"], [1]))}), 400, "invalid_prompt", None),
     ("UI: inputs [5]", dumps({"prompt": _ui_with(_set(["nodes", 3, "inputs"], [5]))}), 400, "invalid_prompt", "4"),
@@ -290,7 +299,7 @@ async def test_a_link_without_its_keys_is_named_not_a_prompt_id_clash(paused_cli
 
 @pytest.mark.asyncio
 async def test_the_literal_list_issue_names_node_and_input(paused_client):
-    graph = {**save_graph(), "3": {"class_type": "LG_Int", "inputs": {"value": nested_list(90)}}}
+    graph = _saved_with_deep_int(90)
     body = await (await paused_client.post("/prompt", json={"prompt": graph})).json()
     error = body["node_errors"]["3"]["errors"][0]
     assert error["extra_info"]["input_name"] == "value"
@@ -327,10 +336,13 @@ async def test_a_deep_websocket_message_does_not_break_the_socket(paused_client)
 # --- limits and the event loop ----------------------------------------------------------------
 
 def _chain(count: int) -> dict[str, Any]:
-    graph = {str(i): {"class_type": "LG_FloatMath", "inputs": {"a": [str(i - 1), 0] if i else 1.0, "b": 2.0,
-                                                               "op": "add"}} for i in range(count)}
-    graph[str(count)] = {"class_type": "LG_WebTestSteps", "inputs": {"value": [str(count - 1), 0]}}
-    return graph
+    """``count`` LG_FloatMath nodes "0".."count-1" in a chain, then LG_WebTestSteps "count"."""
+    g = Graph()
+    value: Any = 1.0
+    for i in range(count):
+        value = g.node("LG_FloatMath", id=str(i), a=value, b=2.0, op="add")
+    g.node("LG_WebTestSteps", id=str(count), value=value)
+    return g.build()
 
 
 @pytest.mark.asyncio

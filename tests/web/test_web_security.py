@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import FormData
+from graph_helpers import load_image_graph
 from latentgraph.cli import main as cli_main
 from latentgraph.executor.paths import UnsafePath, check_name
 from latentgraph.web import routes_files
@@ -201,9 +202,7 @@ async def test_upload_traversal_corpus(client, planted, tmp_path):
 
 async def test_load_image_cannot_leave_the_input_folder(client, planted):
     for name in ("../secret.txt", "link.png", "escape/secret.png", "/etc/passwd", "..\\x.png"):
-        graph = {"1": {"class_type": "LG_LoadImage", "inputs": {"image": name}},
-                 "2": {"class_type": "LG_SaveImage", "inputs": {"images": ["1", 0]}}}
-        response = await client.post("/prompt", json={"prompt": graph})
+        response = await client.post("/prompt", json={"prompt": load_image_graph(name)})
         assert response.status == 400, name
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
+from graph_helpers import Graph, save_image_graph
 from latentgraph.executor import Input, InputError, Inputs, Node, NodeRegistry, Outputs
-from latentgraph.executor.graph_builder import GraphBuilder
 from latentgraph.nodes import default_registry
 
 # Generous upper bounds for waiting; a test never asserts how long anything took.
@@ -77,15 +77,12 @@ def reset_nodes() -> None:
 # --- graphs ------------------------------------------------------------------------------------
 
 def save_graph(color: int = 0x336699, prefix: str = "web", size: int = 8) -> dict[str, Any]:
-    g = GraphBuilder()
-    image = g.node("LG_EmptyImage", id="1", width=size, height=size, color=color)
-    g.node("LG_SaveImage", id="2", images=image, filename_prefix=prefix)
-    return g.build()
+    return save_image_graph(prefix, width=size, height=size, color=color)
 
 
 def math_graph(a: float = 1.0, b: float = 2.0, steps: int = 2, hold_at: int = -1) -> dict[str, Any]:
     """LG_FloatMath -> LG_FloatMath -> LG_WebTestSteps (the output node)."""
-    g = GraphBuilder()
+    g = Graph()
     first = g.node("LG_FloatMath", id="1", a=a, b=b, op="add")
     second = g.node("LG_FloatMath", id="2", a=first, b=10.0, op="mul")
     g.node("LG_WebTestSteps", id="3", value=second, steps=steps, hold_at=hold_at)
@@ -93,7 +90,7 @@ def math_graph(a: float = 1.0, b: float = 2.0, steps: int = 2, hold_at: int = -1
 
 
 def fail_graph(value: float = 3.0) -> dict[str, Any]:
-    g = GraphBuilder()
+    g = Graph()
     first = g.node("LG_FloatMath", id="1", a=value, b=1.0, op="add")
     g.node("LG_WebTestFail", id="2", value=first)
     return g.build()
