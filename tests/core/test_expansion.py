@@ -10,6 +10,7 @@ from latentgraph.executor.expansion import rewrite_expansion
 from latentgraph.executor.workflow import literal_input
 from nodes_for_tests import Repeat, registry
 
+# The expansion and its rewrites are raw JSON on purpose: their exact form (an int id too) is the test.
 EXPANSION = Expand(
     nodes={
         "a": {"class_type": "LG_TestAdd", "inputs": {"latent": ParentInput("latent"), "amount": 0.5}},
@@ -46,13 +47,14 @@ def test_a_literal_list_is_escaped_for_the_executor():
 def test_both_hosts_expand_to_the_same_nodes_and_values(make_executor, builder, tmp_path):
     t = builder.node("LG_TestTensor", id="t", value=1.0)
     builder.node("LG_TestRepeat", id="r", latent=t, amount=2.0, times=3)
-    ours = make_executor(registry=registry()).run(builder.build(), targets=["r"])
+    graph = builder.build()
+    ours = make_executor(registry=registry()).run(graph, targets=["r"])
     expanded = [n for n in ours.executed if n.startswith("r.")]
     assert expanded == ["r.add0", "r.add1", "r.add2"]
 
     class DynPrompt:
         def get_node(self, node_id):
-            return {"class_type": "LG_TestRepeat", "inputs": {"latent": ["t", 0], "amount": 2.0, "times": 3}}
+            return graph[node_id]
 
     cls = comfy_class(Repeat, HostContext(Folders.under(tmp_path)))
     theirs = cls().execute(unique_id="r", dynprompt=DynPrompt(), latent={"samples": torch.ones(4)},

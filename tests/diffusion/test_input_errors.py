@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from denoiser_for_tests import SHAPE, TextEmbeds, make_denoiser
+from graph_helpers import Graph
 from latentgraph import Executor
 from latentgraph.cli import main
 from latentgraph.executor import InputError, NodeFailed
@@ -70,12 +71,12 @@ def test_denoiser_names_the_prompt_at_fault(batch, positive, negative, argument)
 
 
 def failing(inputs: dict, node: str = "LG_NoiseSchedule") -> NodeFailed:
-    graph = {"1": {"class_type": node, "inputs": inputs}}
+    g = Graph()
     if node == "LG_SamplingPlan":
-        graph["0"] = {"class_type": "LG_NoiseSchedule", "inputs": {}}
-        inputs.setdefault("schedule", ["0", 0])
+        inputs = {"schedule": g.node("LG_NoiseSchedule", id="0"), **inputs}
+    g.node(node, id="1", **inputs)
     with pytest.raises(NodeFailed) as info:
-        EXECUTOR.run(graph, targets=["1"])
+        EXECUTOR.run(g.build(), targets=["1"])
     return info.value
 
 
@@ -99,10 +100,9 @@ def test_nodes_name_their_input_and_keep_the_message(node, inputs, at_fault):
 
 def test_the_cli_reports_the_input(tmp_path, capsys):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({
-        "1": {"class_type": "LG_NoiseSchedule", "inputs": {"shift": 3.0}},
-        "2": {"class_type": "LG_SamplingPlan", "inputs": {"schedule": ["1", 0]}},
-    }))
+    g = Graph()
+    g.node("LG_SamplingPlan", id="2", schedule=g.node("LG_NoiseSchedule", id="1", shift=3.0))
+    path.write_text(json.dumps(g.build()))
     assert main(["run", str(path), "--target", "2", "--json", "--data-dir", str(tmp_path)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert (report["node_id"], report["input"]) == ("1", "shift")

@@ -30,8 +30,6 @@ from latentgraph.training.train_sana import (  # noqa: E402
 from trainer_runs import SMOKE, assert_resumes_bit_exact  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "sana_txt2img.json"
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -62,7 +60,7 @@ def test_export_is_a_safetensors_sana_pipeline_folder(trained: Path) -> None:
 
 
 def test_export_loads_in_sana_pipeline_and_our_graph_gives_its_image(
-    trained: Path, pipe: SanaPipeline, tmp_path: Path
+    trained: Path, pipe: SanaPipeline, tmp_path: Path, shipped_graph
 ) -> None:
     config = pipe.scheduler.config
     assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
@@ -85,11 +83,9 @@ def test_export_loads_in_sana_pipeline_and_our_graph_gives_its_image(
     ).images
     assert ref.shape == (1, 3, 32, 32) and torch.isfinite(ref).all()
 
-    graph = json.loads(GRAPH.read_text())
-    graph["1"]["inputs"]["path"] = str(trained)
-    graph["2"]["inputs"]["text"] = "a red circle"
-    graph["4"]["inputs"].update(width=32, height=32)
-    graph["5"]["inputs"].update(steps=steps, seed=seed, cfg=cfg)
+    graph = shipped_graph("sana_txt2img", {"1": {"path": str(trained)}, "2": {"text": "a red circle"},
+                                           "4": {"width": 32, "height": 32},
+                                           "5": {"steps": steps, "seed": seed, "cfg": cfg}})
     folders = Folders.under(tmp_path)
     result = Executor(device="cpu", folders=folders).run(graph, ["6", "7"])
     ours = result.outputs["6"][0].permute(0, 3, 1, 2)
