@@ -125,11 +125,6 @@ class Context:
         """Whether the run reads this output; only a node's ``lazy_outputs`` are ever unread."""
         return output not in self.unread
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """Compute dtype for models that allow half precision: fp16 on CUDA, fp32 on the CPU."""
-        return torch.float16 if self.device.type == "cuda" else torch.float32
-
     def check_interrupted(self) -> None:
         if self.run.interrupt.is_set():
             raise Interrupted()

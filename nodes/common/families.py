@@ -3,7 +3,8 @@
 A family folder (``nodes/ldm``, ``nodes/sana``, ...) describes itself in one :class:`Family`
 record, usually in its ``family.py``: the key layouts of its single weight files, the
 diffusers/transformers classes of its component folders, which of those make up its pipeline
-folders, and a line per part for the loader nodes' descriptions. The node pack's assembly
+folders, a line per part for the loader nodes' descriptions, and the half-precision dtype it runs
+in on a GPU (:func:`compute_dtype` is the one device/dtype policy). The node pack's assembly
 (``nodes/__init__.py``) puts the records in a :class:`Families` registry and hands it to the loader
 nodes; nothing here imports a family (families import this package, never the reverse), and a
 registry is a plain immutable object, so a test can load through one of its own.
@@ -15,15 +16,38 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from .files import CheckpointError, display_name
 from .layouts import ALL_PARTS, FOREIGN_LAYOUTS, Layout, Part
 
-if TYPE_CHECKING:
-    import torch
+__all__ = [
+    "Component",
+    "Families",
+    "Family",
+    "Layout",
+    "ModelFolder",
+    "Part",
+    "compute_dtype",
+    "pipeline_component",
+]
 
-__all__ = ["Component", "Families", "Family", "Layout", "ModelFolder", "Part", "pipeline_component"]
+
+def compute_dtype(device: torch.device, half: torch.dtype) -> torch.dtype:
+    """The dtype a model runs in on ``device``, for a family whose half precision is ``half``
+    (its :attr:`Family.half`); every loader asks this one function.
+
+    fp32 off CUDA (half is slow and inexact on the CPU). On CUDA the family's own half: bf16 for
+    families trained in it (SANA, Gemma-2, whose activations overflow fp16), fp16 for the others
+    (SD 1.x, as its pipelines run); bf16 becomes fp16 on a GPU without it, fp32 stays fp32.
+    """
+    if device.type != "cuda":
+        return torch.float32
+    if half == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return half
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,7 @@ class Family:
     family whose denoiser class its model_index.json names. ``loaded_by`` names the nodes that
     read a family the shared loaders do not (VAR's own loaders), for the message a file of it
     gets from them. ``reads`` describes, per part, what the loader nodes read of this family.
+    ``half`` is the dtype its models run in on a GPU (see :func:`compute_dtype`).
     """
 
     name: str
@@ -94,6 +119,7 @@ class Family:
     pipeline: Mapping[Part, tuple[str, str]] = field(default_factory=dict)
     reads: Mapping[Part, str] = field(default_factory=dict)
     loaded_by: tuple[str, ...] = ()
+    half: torch.dtype = torch.float16
 
     def __post_init__(self) -> None:
         for name in ("components", "pipeline", "reads"):
@@ -107,9 +133,15 @@ class Family:
                     f"family {self.name!r}: its pipeline's {sub}/ names {cls}, which is not "
                     f"one of its {part} components"
                 )
+        if not self.half.is_floating_point:
+            raise ValueError(f"family {self.name!r}: its half dtype {self.half} is not a float")
         for layout in self.layouts:
             if layout.load is not None and layout.part is None:
                 raise ValueError(f"family {self.name!r}: layout {layout.name!r} loads no part")
+
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype this family's models are loaded in on ``device``."""
+        return compute_dtype(device, self.half)
 
     @property
     def layout_names(self) -> set[str]:

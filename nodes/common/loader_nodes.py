@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from ...executor.context import Folders
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
+from ..core.provenance import record_models
 from ..diffusion.sockets import DenoiserSocket
 from .families import Families
 from .files import CheckpointError, path_fingerprint, resolve_model_path
@@ -39,9 +40,11 @@ class LoaderNode(Node):
         try:
             path = resolve_model_path(self.ctx.folders, name)
             identity = path_fingerprint(self.ctx.folders, name)
-            return load_parts(self.families, path, self.parts, self.ctx.device, identity)
+            loaded = load_parts(self.families, path, self.parts, self.ctx.device, identity)
         except CheckpointError as err:
             raise InputError("path", str(err)) from None
+        record_models(self, loaded)  # what a saved PNG says made it
+        return loaded
 
 
 def loader_nodes(families: Families) -> list[type[Node]]:

@@ -1,5 +1,6 @@
 """What the model-family loaders share: building a network without wasting time on random init,
-strict weight loading, the device/dtype policy, and the TEXT_ENCODER / AUTOENCODER interfaces."""
+strict weight loading, and the TEXT_ENCODER / AUTOENCODER interfaces. (The device/dtype policy is
+``families.compute_dtype``, with each family's half dtype in its Family record.)"""
 
 from __future__ import annotations
 
@@ -84,17 +85,6 @@ def ready(model: ModuleT, device: torch.device, dtype: torch.dtype) -> ModuleT:
     if current != dtype:  # (diffusers warns on every dtype cast, even a no-op one)
         model = model.to(dtype=dtype)
     return model.to(device=device).eval().requires_grad_(False)
-
-
-def half_dtype(device: torch.device, prefer_bf16: bool) -> torch.dtype:
-    """The compute dtype for a model that allows half precision: fp32 on the CPU (where half is
-    slow and inexact); on CUDA bf16 for families trained in it (SANA, Gemma-2, whose activations
-    overflow fp16), else fp16 (SD 1.x, as its pipelines run)."""
-    if device.type != "cuda":
-        return torch.float32
-    if prefer_bf16 and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
 
 
 class HoldsModules:

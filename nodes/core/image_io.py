@@ -20,6 +20,7 @@ from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.paths import UnsafePath, check_name, confined
 from ...executor.pixels import image_to_uint8, uint8_to_pil, uint8_to_unit
 from ...executor.types import Image, Mask
+from .provenance import dtypes_summary, upstream_models
 
 CATEGORY = "latentgraph/image"
 
@@ -109,7 +110,9 @@ def _next_counter(folder: Path, stem: str) -> int:
 
 
 def _metadata(node: Node) -> PngInfo:
-    """tEXt chunks: the API workflow, the UI workflow, and what produced the image."""
+    """tEXt chunks: the API workflow, the UI workflow, and what produced the image: versions,
+    device, and the dtypes of the models upstream as their loaders recorded them ("models", by
+    loader node; "dtype", all of them in one string, null without a model)."""
     from ... import __version__
     from ...executor.workflow import api_to_ui
     from .. import default_registry
@@ -125,9 +128,10 @@ def _metadata(node: Node) -> PngInfo:
         cls = registry.get(call.get("class_type", "")) if isinstance(call, dict) else None
         if cls is not None:
             versions[cls.class_type] = cls.version
+    models = upstream_models(node)
     info.add_text("latentgraph", json.dumps({
         "version": __version__, "nodes": versions, "torch": torch.__version__,
-        "device": str(node.ctx.device), "dtype": str(node.ctx.dtype).removeprefix("torch."),
+        "device": str(node.ctx.device), "dtype": dtypes_summary(models), "models": models,
     }))
     return info
 

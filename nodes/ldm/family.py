@@ -96,6 +96,7 @@ FAMILY = Family(
         "text_encoder": ("text_encoder", "CLIPTextModel"),
         "autoencoder": ("vae", "AutoencoderKL"),
     },
+    half=torch.float16,  # as StableDiffusionPipeline runs on a GPU
     reads={
         "denoiser": "an SD 1.x U-Net (diffusers folder or LDM keys)",
         "text_encoder": "CLIP for SD 1.x (tokenizer files from the folder; single files use the "

@@ -8,7 +8,6 @@ import torch
 
 from ..common.components import diffusers_model, folder_config, folder_weights, transformers_model
 from ..common.files import CheckpointError, WeightFile, display_name, read_json
-from ..common.models import half_dtype
 from ..common.schedules import SD15, TrainingSchedule, discrete_schedule
 from . import single_file as ldm
 from .clip import ClipTextEncoder, bundled_tokenizer, folder_tokenizer
@@ -18,7 +17,10 @@ SD_DEFAULT_VAE_CH_MULT = [1, 2, 4, 4]
 
 
 def model_dtype(device: torch.device) -> torch.dtype:
-    return half_dtype(device, prefer_bf16=False)
+    """The dtype SD 1.x's parts load in on ``device``: its Family record's, by the one policy."""
+    from .family import FAMILY  # (the record refers to this module's loaders)
+
+    return FAMILY.compute_dtype(device)
 
 
 def scheduler_schedule(folder: Path | None) -> TrainingSchedule:

@@ -73,6 +73,7 @@ FAMILY = Family(
         "text_encoder": ("text_encoder", "Gemma2Model"),
         "autoencoder": ("vae", "AutoencoderDC"),
     },
+    half=torch.bfloat16,  # SANA and Gemma-2 were trained in it; their activations overflow fp16
     reads={
         "denoiser": "a SANA DiT (diffusers folder, or NVlabs .pth/.safetensors keys)",
         "text_encoder": "Gemma-2 for SANA",

@@ -10,7 +10,6 @@ import torch
 
 from ..common.components import diffusers_model, folder_config, folder_weights, transformers_model
 from ..common.files import CheckpointError, WeightFile, display_name, read_json, read_tokenizer
-from ..common.models import half_dtype
 from ..common.schedules import SANA, TrainingSchedule, flow_schedule
 from .dcae import dcae_from_efficientvit
 from .models import DCAutoencoder, GemmaTextEncoder, SanaDenoiser
@@ -20,7 +19,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
 
 def model_dtype(device: torch.device) -> torch.dtype:
-    return half_dtype(device, prefer_bf16=True)
+    """The dtype SANA's parts load in on ``device``: its Family record's, by the one policy."""
+    from .family import FAMILY  # (the record refers to this module's loaders)
+
+    return FAMILY.compute_dtype(device)
 
 
 def scheduler_schedule(folder: Path | None) -> TrainingSchedule:

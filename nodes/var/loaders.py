@@ -19,7 +19,9 @@ from typing import Any
 from ...executor.context import Folders
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ..common.files import CheckpointError, path_fingerprint, resolve_model_path
+from ..core.provenance import record_models
 from .checks import parse_patch_nums
+from .family import FAMILY
 from .model import read_state_dict, var_from_state_dict, vqvae_from_state_dict
 from .model.loading import StateDict
 from .model.vqvae import RELEASED_PATCH_NUMS_256
@@ -99,10 +101,12 @@ class LoadVQVAE(CheckpointLoader):
                 f"{trained.shape[0]} (rows of {TRAINED_SCALES_KEY})",
             )
         try:
-            vqvae = vqvae_from_state_dict(state_dict, patch_nums=patch_nums, dtype=self.ctx.dtype,
+            vqvae = vqvae_from_state_dict(state_dict, patch_nums=patch_nums,
+                                          dtype=FAMILY.compute_dtype(self.ctx.device),
                                           device=self.ctx.device, source=f"'{x.path}'")
         except ValueError as err:
             raise InputError("path", str(err)) from None
+        record_models(self, {"vqvae": vqvae})
         return self.Out(vqvae=vqvae)
 
 
@@ -121,10 +125,11 @@ class LoadVAR(CheckpointLoader):
     def run(self, x: In) -> Out:
         state_dict = self.open(x.path)
         try:
-            var = var_from_state_dict(state_dict, dtype=self.ctx.dtype, device=self.ctx.device,
-                                      source=f"'{x.path}'")
+            var = var_from_state_dict(state_dict, dtype=FAMILY.compute_dtype(self.ctx.device),
+                                      device=self.ctx.device, source=f"'{x.path}'")
         except ValueError as err:
             raise InputError("path", str(err)) from None
+        record_models(self, {"var": var})
         return self.Out(var=var)
 
 
