@@ -16,8 +16,8 @@ import networkx as nx
 from pydantic import ValidationError
 
 from .jsonio import MAX_DEPTH, InvalidJson, check_tree
-from .literals import coerce_cached
-from .node import Node, NodeRegistry
+from .literals import Problem, coerce_cached
+from .node import InputSpec, Node, NodeRegistry, NodeSpec
 from .types import accepts
 from .workflow import NodeCall, is_link
 
@@ -52,7 +52,7 @@ class WorkflowInvalid(Exception):
         super().__init__(f"{len(issues)} problem(s) in the workflow:\n" + "\n".join(f"  - {i}" for i in issues))
 
 
-@dataclass
+@dataclass(slots=True)
 class GraphNode:
     """A validated node: its class, coerced literals and resolved links."""
 
@@ -94,127 +94,213 @@ def validate(
     ``known_outputs`` maps ids outside ``nodes`` (the enclosing graph, for expansions) to their
     output types, so links may point there. ``keep_source`` fills ``Graph.source`` (copied in
     the same pass, cheaper than copying afterwards).
+
+    Issues come in the order of the steps: node by node (its shape, its class, each input as
+    listed, then the inputs left out), then a cycle, then the requested nodes and outputs.
     """
-    issues: list[Issue] = []
-    add = issues.append
-    graph_nodes: dict[str, GraphNode] = {}
-    known_outputs = known_outputs or {}
-    read_outputs: dict[str, set[int]] = {}
-    source: dict[str, Any] | None = {} if keep_source else None
-    # Whether every link points to a node listed earlier: then the listing is already a
-    # topological order (and the one the depth-first sort would give), so no sort is needed.
-    in_order = True
-
-    types_of: dict[str, tuple[str, ...] | None] = {}  # a source feeds many inputs: look it up once
-
-    def output_types(node_id: str) -> tuple[str, ...] | None:
-        if node_id in types_of:
-            return types_of[node_id]
-        call = nodes.get(node_id)
-        if call is not None:
-            mapping = type(call) is dict or isinstance(call, Mapping)
-            cls = registry.get(call.get("class_type")) if mapping else None
-            types = cls.spec.output_types if cls else None
-        else:
-            types = known_outputs.get(node_id)
-        types_of[node_id] = types
-        return types
-
+    check = _Validation(nodes, registry, known_outputs or {}, keep_source)
+    node = check.node
     for node_id, call in nodes.items():
+        node(node_id, call)
+    order = check.dependency_order()
+    check.requested(targets, require_output)
+    if check.issues:
+        return None, check.issues
+    return Graph(check.graph_nodes, order, check.read_outputs, check.source), []
+
+
+class _Validation:
+    """One validation pass: what it has found so far, and one method per step."""
+
+    __slots__ = ("nodes", "registry", "known_outputs", "source", "issues", "graph_nodes", "read_outputs",
+                 "types_of", "in_order")
+
+    def __init__(self, nodes: Mapping[str, Mapping[str, Any]], registry: NodeRegistry,
+                 known_outputs: Mapping[str, tuple[str, ...]], keep_source: bool) -> None:
+        self.nodes = nodes
+        self.registry = registry
+        self.known_outputs = known_outputs
+        self.source: dict[str, Any] | None = {} if keep_source else None
+        self.issues: list[Issue] = []
+        self.graph_nodes: dict[str, GraphNode] = {}
+        self.read_outputs: dict[str, set[int]] = {}
+        self.types_of: dict[str, tuple[str, ...] | None] = {}  # a source feeds many inputs: looked up once
+        # Whether every link points to a node listed earlier: then the listing is already a
+        # topological order (and the one the depth-first sort would give), so no sort is needed.
+        self.in_order = True
+
+    # --- per node ------------------------------------------------------------------------------
+
+    def node(self, node_id: str, call: Any) -> None:
+        """One node: its shape, its class, its inputs; a node that passes joins the graph."""
         mapping = type(call) is dict or isinstance(call, Mapping)
         class_type = call.get("class_type") if mapping else None
         raw_inputs = call.get("inputs", {}) if mapping else None
         if type(class_type) is not str or type(raw_inputs) is not dict:
-            _structure_issues(node_id, call, add)
-            continue
-        cls = registry.get(class_type)
+            _structure_issues(node_id, call, self.issues.append)
+            return
+        cls = self.registry.get(class_type)
         if cls is None:
-            add(Issue(node_id, class_type, None, "unknown_class_type",
-                      f"no node named '{class_type}' is installed", None, class_type))
-            continue
+            self.issues.append(Issue(node_id, class_type, None, "unknown_class_type",
+                                     f"no node named '{class_type}' is installed", None, class_type))
+            return
         spec = cls.spec
+        literals, links, copied = self.inputs(node_id, class_type, spec, raw_inputs)
+        if len(links) + len(literals) < len(spec.inputs):
+            self.left_out(node_id, class_type, spec, raw_inputs, literals, links)
+        self.graph_nodes[node_id] = GraphNode(node_id, cls, literals, links)
+        if self.source is not None:
+            self.source[node_id] = {**call, "inputs": copied}
+
+    def inputs(self, node_id: str, class_type: str, spec: NodeSpec, raw_inputs: dict[str, Any]
+               ) -> tuple[dict[str, Any], dict[str, tuple[str, int]], dict[str, Any]]:
+        """The inputs given, as listed: each a link (see :meth:`link`) or a literal the input
+        accepts, coerced. Returns the literals, the links and (with ``keep_source``) the copy."""
         literals: dict[str, Any] = {}
         links: dict[str, tuple[str, int]] = {}
         copied: dict[str, Any] = {}
+        keep = self.source is not None
+        declared = spec.inputs
         for name, value in raw_inputs.items():
-            in_spec = spec.inputs.get(name)
+            in_spec = declared.get(name)
             if in_spec is None:
-                add(Issue(node_id, class_type, name, "unknown_input",
-                          f"'{class_type}' has no input '{name}'", sorted(spec.inputs), name))
+                self.issues.append(Issue(node_id, class_type, name, "unknown_input",
+                                         f"'{class_type}' has no input '{name}'", sorted(declared), name))
                 continue
             if type(value) is list and (
                 len(value) == 2 and type(value[1]) is int and type(value[0]) is str or is_link(value)
             ):
-                src, index = value
-                if type(src) is not str:
-                    src = str(src)
-                types = types_of[src] if src in types_of else output_types(src)
-                if types is None:
-                    if src in nodes or src in known_outputs:
-                        continue  # the source node is itself broken and reported on its own
-                    add(Issue(node_id, class_type, name, "missing_node",
-                              f"links to node '{src}', which is not in the workflow", None, value))
-                    continue
-                if not 0 <= index < len(types):
-                    add(Issue(node_id, class_type, name, "bad_output_index",
-                              f"links to output {index} of node '{src}', which has {len(types)} output(s)",
-                              f"0..{len(types) - 1}", index))
-                    continue
-                if in_spec.type != types[index] and not accepts(in_spec.type, types[index]):
-                    add(Issue(node_id, class_type, name, "return_type_mismatch",
-                              f"expects {in_spec.type} but is linked to a {types[index]} output",
-                              in_spec.type, types[index]))
-                    continue
-                links[name] = (src, index)
-                reads = read_outputs.get(src)
-                if reads is None:
-                    read_outputs[src] = {index}
-                else:
-                    reads.add(index)
-                if src not in graph_nodes and src in nodes:
-                    in_order = False
-                if source is not None:
-                    copied[name] = value[:]
+                link = self.link(node_id, class_type, name, in_spec.type, value)
+                if link is not None:
+                    links[name] = link
+                    if keep:
+                        copied[name] = value[:]
                 continue
             if type(value) in _CONTAINERS:
-                try:  # a literal list or object: before anything walks it recursively
-                    check_tree(value, MAX_DEPTH, finite=False)
-                except InvalidJson as err:
-                    add(Issue(node_id, class_type, name, "invalid_input_type", str(err), in_spec.type,
-                              _jsonable(value)))
+                if not self.literal_tree(node_id, class_type, name, in_spec, value):
                     continue
-                if source is not None:
+                if keep:
                     copied[name] = copy.deepcopy(value)
-            elif source is not None:
+            elif keep:
                 copied[name] = value
             coerced, problem = coerce_cached(in_spec, _literal_list(value) if type(value) is dict else value)
             if problem is not None:
-                expected: Any = in_spec.type
-                if in_spec.socket.choices is not None:
-                    expected = list(in_spec.socket.choices)
-                elif in_spec.ge is not None or in_spec.le is not None:
-                    expected = {"type": in_spec.type, "min": in_spec.ge, "max": in_spec.le}
-                add(Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value)))
+                self.bad_literal(node_id, class_type, name, in_spec, value, problem)
                 continue
             literals[name] = coerced
-        for name, in_spec in spec.inputs.items() if len(links) + len(literals) < len(spec.inputs) else ():
+        return literals, links, copied
+
+    def link(self, node_id: str, class_type: str, name: str, in_type: str, value: list[Any]
+             ) -> tuple[str, int] | None:
+        """``[source, index]`` if the source is a node with that output and its type feeds
+        ``in_type``; the output is then recorded as read. Else the problem is reported."""
+        src, index = value
+        if type(src) is not str:
+            src = str(src)
+        earlier = self.graph_nodes.get(src)
+        if earlier is not None:  # a valid node listed before this one: the common case
+            types: tuple[str, ...] | None = earlier.cls.spec.output_types
+        else:
+            types = self.types_of.get(src, _UNSEEN)
+            if types is _UNSEEN:
+                types = self.output_types(src)
+        if types is None or not 0 <= index < len(types) or (
+            in_type != types[index] and not accepts(in_type, types[index])
+        ):
+            self.bad_link(node_id, class_type, name, in_type, value, src, types)
+            return None
+        read_outputs = self.read_outputs
+        reads = read_outputs.get(src)
+        if reads is None:
+            read_outputs[src] = {index}
+        else:
+            reads.add(index)
+        if earlier is None and src in self.nodes:
+            self.in_order = False
+        return src, index
+
+    def output_types(self, node_id: str) -> tuple[str, ...] | None:
+        """The output types of a node of the workflow (or of the enclosing graph); None for one
+        that is missing or broken."""
+        call = self.nodes.get(node_id)
+        if call is not None:
+            mapping = type(call) is dict or isinstance(call, Mapping)
+            cls = self.registry.get(call.get("class_type")) if mapping else None
+            types = cls.spec.output_types if cls else None
+        else:
+            types = self.known_outputs.get(node_id)
+        self.types_of[node_id] = types
+        return types
+
+    def bad_link(self, node_id: str, class_type: str, name: str, in_type: str, value: list[Any], src: str,
+                 types: tuple[str, ...] | None) -> None:
+        """What is wrong with a link :meth:`link` refused."""
+        index = value[1]
+        if types is None:
+            if src in self.nodes or src in self.known_outputs:
+                return  # the source node is itself broken and reported on its own
+            self.issues.append(Issue(node_id, class_type, name, "missing_node",
+                                     f"links to node '{src}', which is not in the workflow", None, value))
+        elif not 0 <= index < len(types):
+            self.issues.append(Issue(
+                node_id, class_type, name, "bad_output_index",
+                f"links to output {index} of node '{src}', which has {len(types)} output(s)",
+                f"0..{len(types) - 1}", index))
+        else:
+            self.issues.append(Issue(node_id, class_type, name, "return_type_mismatch",
+                                     f"expects {in_type} but is linked to a {types[index]} output",
+                                     in_type, types[index]))
+
+    def literal_tree(self, node_id: str, class_type: str, name: str, in_spec: InputSpec, value: Any) -> bool:
+        """Whether a literal list or object is shallow enough to walk (checked before anything
+        walks it recursively)."""
+        try:
+            check_tree(value, MAX_DEPTH, finite=False)
+        except InvalidJson as err:
+            self.issues.append(Issue(node_id, class_type, name, "invalid_input_type", str(err), in_spec.type,
+                                     _jsonable(value)))
+            return False
+        return True
+
+    def bad_literal(self, node_id: str, class_type: str, name: str, in_spec: InputSpec, value: Any,
+                    problem: Problem) -> None:
+        expected: Any = in_spec.type
+        if in_spec.socket.choices is not None:
+            expected = list(in_spec.socket.choices)
+        elif in_spec.ge is not None or in_spec.le is not None:
+            expected = {"type": in_spec.type, "min": in_spec.ge, "max": in_spec.le}
+        self.issues.append(Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value)))
+
+    def left_out(self, node_id: str, class_type: str, spec: NodeSpec, raw_inputs: dict[str, Any],
+                 literals: dict[str, Any], links: dict[str, tuple[str, int]]) -> None:
+        """The inputs not given: their defaults, or an issue for each required one."""
+        for name, in_spec in spec.inputs.items():
             if name in links or name in literals or name in raw_inputs:
                 continue
             if in_spec.has_default:
                 literals[name] = in_spec.default
             elif in_spec.socket.is_widget:
-                add(Issue(node_id, class_type, name, "required_input_missing",
-                          f"required input '{name}' has no value", in_spec.type, None))
+                self.issues.append(Issue(node_id, class_type, name, "required_input_missing",
+                                         f"required input '{name}' has no value", in_spec.type, None))
             else:
-                add(Issue(node_id, class_type, name, "required_input_missing",
-                          f"required input '{name}' is not linked to a {in_spec.type} output",
-                          in_spec.type, None))
-        graph_nodes[node_id] = GraphNode(node_id, cls, literals, links)
-        if source is not None:
-            source[node_id] = {**call, "inputs": copied}
+                self.issues.append(Issue(node_id, class_type, name, "required_input_missing",
+                                         f"required input '{name}' is not linked to a {in_spec.type} output",
+                                         in_spec.type, None))
 
-    order, cycle_members = (list(graph_nodes), set()) if in_order else _toposort(graph_nodes)
-    if cycle_members:
+    # --- the whole graph -----------------------------------------------------------------------
+
+    def dependency_order(self) -> list[str]:
+        """The valid nodes, each after the nodes it reads; a cycle is reported instead."""
+        if self.in_order:
+            return list(self.graph_nodes)
+        order, cycle_members = _toposort(self.graph_nodes)
+        if cycle_members:
+            self.cycle()
+        return order
+
+    def cycle(self) -> None:
+        """One cycle, named on each of its nodes (listing every cycle can be exponential)."""
+        graph_nodes = self.graph_nodes
         digraph = nx.DiGraph()
         digraph.add_edges_from(
             (src, n.id) for n in graph_nodes.values() for src, _ in n.links.values() if src in graph_nodes
@@ -222,26 +308,28 @@ def validate(
         for cycle in nx.simple_cycles(digraph):
             path = " -> ".join([*cycle, cycle[0]])
             for node_id in cycle:
-                add(Issue(node_id, graph_nodes[node_id].cls.class_type, None, "dependency_cycle",
-                          f"is part of a cycle: {path}", "an acyclic graph", path))
-            break  # one cycle names the problem; listing every cycle can be exponential
+                self.issues.append(Issue(node_id, graph_nodes[node_id].cls.class_type, None, "dependency_cycle",
+                                         f"is part of a cycle: {path}", "an acyclic graph", path))
+            break
 
-    targets = [str(t) for t in targets]
-    for target in targets:
-        if target not in nodes:
-            add(Issue(target, None, None, "missing_node", f"requested node '{target}' is not in the workflow"))
-    if require_output and not targets and not any(
-        n.cls.spec.output_node for n in graph_nodes.values()
-    ) and not any(i.type == "unknown_class_type" for i in issues):
-        add(Issue(None, None, None, "prompt_no_outputs",
-                  "the workflow has no output node (such as LG_SaveImage) and no requested nodes",
-                  "at least one output node", None))
-    if issues:
-        return None, issues
-    return Graph(graph_nodes, order, read_outputs, source), []
+    def requested(self, targets: Iterable[str], require_output: bool) -> None:
+        """Each requested node is in the workflow; with ``require_output``, something is
+        requested or the workflow has an output node."""
+        wanted = [str(t) for t in targets]
+        for target in wanted:
+            if target not in self.nodes:
+                self.issues.append(Issue(target, None, None, "missing_node",
+                                         f"requested node '{target}' is not in the workflow"))
+        if require_output and not wanted and not any(
+            n.cls.spec.output_node for n in self.graph_nodes.values()
+        ) and not any(i.type == "unknown_class_type" for i in self.issues):
+            self.issues.append(Issue(None, None, None, "prompt_no_outputs",
+                                     "the workflow has no output node (such as LG_SaveImage) and no requested nodes",
+                                     "at least one output node", None))
 
 
 _CONTAINERS = (list, dict)  # literals that a caller could edit in place
+_UNSEEN: Any = object()  # a source not looked up yet
 
 
 def _toposort(nodes: dict[str, GraphNode]) -> tuple[list[str], set[str]]:
