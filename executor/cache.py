@@ -31,7 +31,9 @@ class Entry(NamedTuple):
     skipped: frozenset[int] = frozenset()
 
 
-_SCALAR_KINDS = frozenset({int, float, bool, type(None)})  # None also stands for a lazy output left out
+_SCALAR_KINDS = frozenset(
+    {int, float, bool, type(None)}
+)  # None also stands for a lazy output left out
 
 
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
@@ -219,8 +221,12 @@ class DiskCache:
         tensors: dict[str, torch.Tensor] = {}
         try:
             layout = [_flatten(v, tensors) for v in entry.outputs]
-            meta = {"format": self.FORMAT, "signature": key, "layout": json.dumps(layout),
-                    "ui": json.dumps(entry.ui) if entry.ui else ""}
+            meta = {
+                "format": self.FORMAT,
+                "signature": key,
+                "layout": json.dumps(layout),
+                "ui": json.dumps(entry.ui) if entry.ui else "",
+            }
         except (TypeError, ValueError):
             return False
         size = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -255,14 +261,16 @@ def _flatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return {"value": value}
     if isinstance(value, list | tuple):
-        return {"list" if isinstance(value, list) else "tuple": [_flatten(v, tensors) for v in value]}
+        return {
+            "list" if isinstance(value, list) else "tuple": [_flatten(v, tensors) for v in value]
+        }
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"dict": {k: _flatten(v, tensors) for k, v in value.items()}}
     raise TypeError(f"{type(value).__name__} is not stored in the disk cache")
 
 
 def _rebuild(item: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> Any:
-    (kind, payload), = item.items()
+    ((kind, payload),) = item.items()
     if kind == "tensor":
         return tensors[payload].to(device)
     if kind == "value":
@@ -308,7 +316,11 @@ class OutputCache:
 
     def get(self, key: str) -> Entry | None:
         entry = self.values.get(key) or self.models.get(key)
-        if entry is None and key in self.offloaded and (entry := self.offloaded.pop(key)) is not None:
+        if (
+            entry is None
+            and key in self.offloaded
+            and (entry := self.offloaded.pop(key)) is not None
+        ):
             entry = _move_models(entry, self.device)
             self.put(key, entry)
         return entry

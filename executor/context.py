@@ -72,14 +72,27 @@ class Folders:
         return tuple(folders)
 
     @classmethod
-    def under(cls, root: str | Path, *, absolute_models: bool = True, models: str | Path | None = None,
-              models_hint: str = MODELS_HINT) -> Folders:
+    def under(
+        cls,
+        root: str | Path,
+        *,
+        absolute_models: bool = True,
+        models: str | Path | None = None,
+        models_hint: str = MODELS_HINT,
+    ) -> Folders:
         """input/, output/, temp/ under ``root``; models from ``models`` (default root/models),
         then the package's own models folder."""
         root = Path(root)
         first = Path(models) if models is not None else root / "models"
-        return cls(root / "input", root / "output", root / "temp", first, absolute_models,
-                   more_models=(PACKAGE_MODELS,), models_hint=models_hint)
+        return cls(
+            root / "input",
+            root / "output",
+            root / "temp",
+            first,
+            absolute_models,
+            more_models=(PACKAGE_MODELS,),
+            models_hint=models_hint,
+        )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -138,8 +151,12 @@ class Context:
         self.check_interrupted()
         if not self.run.listening:
             return
-        data: dict[str, Any] = {"value": value, "max": maximum, "prompt_id": self.run.prompt_id,
-                                "node": self.node_id}
+        data: dict[str, Any] = {
+            "value": value,
+            "max": maximum,
+            "prompt_id": self.run.prompt_id,
+            "node": self.node_id,
+        }
         if preview is not None and self.run.previews:
             data["preview"] = preview()
         self.run.emit(Event("progress", data))

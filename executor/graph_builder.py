@@ -1,10 +1,10 @@
 """Build API-format graphs in Python: for tests, scripts and node expansions.
 
-    g = GraphBuilder()
-    a = g.node("LG_Float", value=2.0)
-    b = g.node("LG_FloatMath", a=a, b=3.0, op="mul")   # a node stands for its output 0
-    g.node("LG_SaveImage", images=img.out(0))
-    workflow = g.build()
+g = GraphBuilder()
+a = g.node("LG_Float", value=2.0)
+b = g.node("LG_FloatMath", a=a, b=3.0, op="mul")   # a node stands for its output 0
+g.node("LG_SaveImage", images=img.out(0))
+workflow = g.build()
 """
 
 from __future__ import annotations
@@ -35,4 +35,7 @@ class GraphBuilder:
         return NodeRef(node_id)
 
     def build(self) -> dict[str, dict[str, Any]]:
-        return {k: {"class_type": v["class_type"], "inputs": dict(v["inputs"])} for k, v in self.nodes.items()}
+        return {
+            k: {"class_type": v["class_type"], "inputs": dict(v["inputs"])}
+            for k, v in self.nodes.items()
+        }

@@ -38,7 +38,9 @@ def _each_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def loads(raw: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH, cooperative: bool = False) -> Any:
+def loads(
+    raw: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH, cooperative: bool = False
+) -> Any:
     """Parse ``raw`` (text, or bytes in UTF-8/16/32); raise :class:`InvalidJson` if refused.
 
     ``cooperative``, for a large body parsed on a worker thread: the C parser holds the GIL
@@ -47,7 +49,9 @@ def loads(raw: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH, cooperati
     GIL to another thread. The hook returns each object as it is.
     """
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, object_hook=_each_object if cooperative else None)
+        value = json.loads(
+            raw, parse_constant=_refuse_constant, object_hook=_each_object if cooperative else None
+        )
     except json.JSONDecodeError as err:
         raise InvalidJson(str(err)) from None
     except UnicodeDecodeError as err:
@@ -82,15 +86,19 @@ def check_tree(value: Any, max_depth: int = MAX_DEPTH, *, finite: bool = True) -
     while stack:
         container, depth = pop()
         if depth > max_depth:
-            raise InvalidJson(f"the JSON nests deeper than {max_depth} levels, at "
-                              f"{_where(value, max_depth, _too_deep)}")
+            raise InvalidJson(
+                f"the JSON nests deeper than {max_depth} levels, at "
+                f"{_where(value, max_depth, _too_deep)}"
+            )
         for item in container.values() if type(container) is dict else container:
             item_kind = type(item)
             if item_kind is dict or item_kind is list:
                 push((item, depth + 1))
             elif item_kind is float and finite and item - item != 0:
-                raise InvalidJson(f"the value at {_where(value, max_depth, _not_finite)} is "
-                                  f"{item!r}, not a finite number")
+                raise InvalidJson(
+                    f"the value at {_where(value, max_depth, _not_finite)} is "
+                    f"{item!r}, not a finite number"
+                )
 
 
 def _too_deep(item: Any, depth: int, max_depth: int) -> bool:

@@ -53,20 +53,26 @@ class Limits:
         """Raise :class:`TooLarge` when ``count`` images of ``width`` x ``height`` are too many
         pixels (or, for ``unit="frames"``, too many frames)."""
         if unit == "frames" and count > self.max_frames:
-            raise TooLarge(f"{count:,} frames are over the limit of {self.max_frames:,} frames "
-                           f"(max_frames; {HOW_TO_RAISE})")
+            raise TooLarge(
+                f"{count:,} frames are over the limit of {self.max_frames:,} frames "
+                f"(max_frames; {HOW_TO_RAISE})"
+            )
         pixels = width * height * count
         if pixels > self.max_pixels:
             shape = f"{width:,} x {height:,}" + (f" x {count:,} {unit}" if count != 1 else "")
-            raise TooLarge(f"{shape} = {pixels:,} pixels is over the limit of {self.max_pixels:,} "
-                           f"pixels (max_pixels; {HOW_TO_RAISE})")
+            raise TooLarge(
+                f"{shape} = {pixels:,} pixels is over the limit of {self.max_pixels:,} "
+                f"pixels (max_pixels; {HOW_TO_RAISE})"
+            )
 
     def check_image_header(self, image: Any) -> None:
         """Check an opened PIL image by its header alone (PIL decodes nothing before ``load()``):
         width, height and frame count (an animated PNG's acTL chunk; 1 for a still image), so a
         small file that would decode to gigabytes is refused before any pixel buffer exists."""
         frames = getattr(image, "n_frames", 1)
-        self.check_pixels(image.width, image.height, frames if type(frames) is int else 1, unit="frames")
+        self.check_pixels(
+            image.width, image.height, frames if type(frames) is int else 1, unit="frames"
+        )
 
     def check_elements(self, shape: tuple[int, ...], what: str) -> None:
         """Raise :class:`TooLarge` when a tensor of ``shape`` would hold more values than
@@ -77,8 +83,10 @@ class Limits:
             count *= size
         if count > self.max_pixels:
             dims = " x ".join(f"{size:,}" for size in shape)
-            raise TooLarge(f"{what} of {dims} = {count:,} values is over the limit of {self.max_pixels:,} "
-                           f"(max_pixels; {HOW_TO_RAISE})")
+            raise TooLarge(
+                f"{what} of {dims} = {count:,} values is over the limit of {self.max_pixels:,} "
+                f"(max_pixels; {HOW_TO_RAISE})"
+            )
 
 
 DEFAULT_LIMITS = Limits()

@@ -31,7 +31,10 @@ def _coerce_type(type_name: str, value: Any) -> tuple[Any, Problem | None]:
         try:
             value = float(value)
         except OverflowError:  # an integer beyond float range (JSON allows 4300 digits)
-            return None, ("invalid_input_type", "expected a number, got an integer too large for a float")
+            return None, (
+                "invalid_input_type",
+                "expected a number, got an integer too large for a float",
+            )
         if math.isnan(value):
             return None, ("invalid_input_type", "expected a number, got NaN")
         return value, None
@@ -69,7 +72,10 @@ def coerce_literal(spec: Any, value: Any) -> tuple[Any, Problem | None]:
     if problem is not None:
         return None, problem
     if spec.ge is not None and value < spec.ge:
-        return None, ("value_smaller_than_min", f"{value!r} is smaller than the minimum {spec.ge!r}")
+        return None, (
+            "value_smaller_than_min",
+            f"{value!r} is smaller than the minimum {spec.ge!r}",
+        )
     if spec.le is not None and value > spec.le:
         return None, ("value_bigger_than_max", f"{value!r} is bigger than the maximum {spec.le!r}")
     if isinstance(value, str):

@@ -285,8 +285,12 @@ class Node:
         cls.spec = _compile_spec(cls)
 
 
-_BOUND_ATTRS = {annotated_types.Ge: "ge", annotated_types.Le: "le",
-                annotated_types.MinLen: "min_length", annotated_types.MaxLen: "max_length"}
+_BOUND_ATTRS = {
+    annotated_types.Ge: "ge",
+    annotated_types.Le: "le",
+    annotated_types.MinLen: "min_length",
+    annotated_types.MaxLen: "max_length",
+}
 
 
 def _field_bound(info: FieldInfo, kind: type) -> Any:
@@ -354,9 +358,7 @@ def _compile_spec(cls: type[Node]) -> NodeSpec:
     if not (cls.__doc__ or "").strip():
         raise TypeError(f"{owner} needs a docstring: it is the node's description")
 
-    inputs = {
-        name: _input_spec(name, info, owner) for name, info in cls.In.model_fields.items()
-    }
+    inputs = {name: _input_spec(name, info, owner) for name, info in cls.In.model_fields.items()}
     outputs = []
     for name, info in cls.Out.model_fields.items():
         try:
@@ -379,7 +381,9 @@ def _compile_spec(cls: type[Node]) -> NodeSpec:
         outputs=tuple(outputs),
         reads_files=reads_files,
         deprecated=cls.deprecated,
-        lazy_indices=tuple((list(cls.Out.model_fields).index(name), name) for name in cls.lazy_outputs),
+        lazy_indices=tuple(
+            (list(cls.Out.model_fields).index(name), name) for name in cls.lazy_outputs
+        ),
     )
 
 
@@ -429,5 +433,3 @@ class NodeRegistry:
 
     def specs(self) -> list[NodeSpec]:
         return [n.spec for n in self._nodes.values()]
-
-

@@ -52,7 +52,9 @@ def check_name(name: str) -> list[str]:
     if not parts:
         raise UnsafePath("a file name is required")
     if len(parts) > MAX_DEPTH:
-        raise UnsafePath(f"the name is {len(parts)} folders deep; at most {MAX_DEPTH} levels are allowed")
+        raise UnsafePath(
+            f"the name is {len(parts)} folders deep; at most {MAX_DEPTH} levels are allowed"
+        )
     for part in parts:
         if part == ".." or part.strip(". ") == "":
             raise UnsafePath("'..' and dot-only names are not allowed")
@@ -65,7 +67,9 @@ def check_name(name: str) -> list[str]:
     return parts
 
 
-def confined(folder: str | Path, name: str, *, must_exist: bool = False, follow_links: bool = False) -> Path:
+def confined(
+    folder: str | Path, name: str, *, must_exist: bool = False, follow_links: bool = False
+) -> Path:
     """``folder / name``, guaranteed (after resolving symlinks) to stay inside ``folder``.
 
     With ``follow_links`` only the name is checked: links inside the folder may lead anywhere,

@@ -80,7 +80,9 @@ def signature(node: GraphNode, sigs: Mapping[str, str], fingerprint: Any = None)
     literals, links = node.literals, node.links
     parts = [node.cls.spec.signature_head]
     for name, value in sorted(literals.items()) if len(literals) > 1 else literals.items():
-        parts.append(f"{name}={value!r}" if type(value) in _SCALARS else f"{name}={_canonical(value)!r}")
+        parts.append(
+            f"{name}={value!r}" if type(value) in _SCALARS else f"{name}={_canonical(value)!r}"
+        )
     for name, (src, index) in sorted(links.items()) if len(links) > 1 else links.items():
         parts.append(f"{name}<{sigs[src]}:{index}")
     if fingerprint is not None:
@@ -182,8 +184,14 @@ class Executor:
     ) -> None:
         self.registry = registry
         self.device = resolve_device(device)
-        self.cache = OutputCache(cache_bytes, model_bytes, cache_dir, disk_bytes,
-                                 device=self.device, offload_bytes=offload_bytes)
+        self.cache = OutputCache(
+            cache_bytes,
+            model_bytes,
+            cache_dir,
+            disk_bytes,
+            device=self.device,
+            offload_bytes=offload_bytes,
+        )
         self.disk_min_seconds = disk_min_seconds
         self.folders = folders or Folders.under(Path.cwd())
         self.on_event = on_event
@@ -191,7 +199,9 @@ class Executor:
         self.limits = limits
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
-        self._last_valid: tuple[list[str], Graph] | None = None  # targets, and the graph with its source
+        self._last_valid: tuple[list[str], Graph] | None = (
+            None  # targets, and the graph with its source
+        )
         self._state_lock = threading.Lock()
         self._current: str | None = None
         self._pending_interrupts: set[str] = set()
@@ -248,20 +258,38 @@ class Executor:
                 if prompt_id in self._pending_interrupts:
                     self._pending_interrupts.discard(prompt_id)
                     self._interrupt.set()
-            state = RunState(prompt_id, wf.nodes, wf.ui, listener or _nobody, self._interrupt,
-                             self.previews if previews is None else previews,
-                             listening=listener is not None)
+            state = RunState(
+                prompt_id,
+                wf.nodes,
+                wf.ui,
+                listener or _nobody,
+                self._interrupt,
+                self.previews if previews is None else previews,
+                listening=listener is not None,
+            )
             run = _Run(state)
             self.cache.pin(run.used)
-            wanted += [n for n in graph.order if graph.nodes[n].cls.spec.output_node and n not in wanted
-                       and (chosen is None or n in chosen)]
+            wanted += [
+                n
+                for n in graph.order
+                if graph.nodes[n].cls.spec.output_node
+                and n not in wanted
+                and (chosen is None or n in chosen)
+            ]
             self._emit(run, "execution_start", {"timestamp": _now_ms()})
             try:
                 self._execute(graph, wanted, run, parent=None)
             except Interrupted:
-                self._emit(run, "execution_interrupted", {
-                    "node_id": run.state.extra.get("node_id"), "node_type": run.state.extra.get("class_type"),
-                    "executed": run.executed, "timestamp": _now_ms()})
+                self._emit(
+                    run,
+                    "execution_interrupted",
+                    {
+                        "node_id": run.state.extra.get("node_id"),
+                        "node_type": run.state.extra.get("class_type"),
+                        "executed": run.executed,
+                        "timestamp": _now_ms(),
+                    },
+                )
                 raise
             finally:
                 self.cache.pin(set())
@@ -342,10 +370,19 @@ class Executor:
             if node_id in needed or node_id in run.values:
                 continue
             entry = self.cache.get(run.sigs[node_id])
-            if entry is None and self.cache.disk is not None and not nodes[node_id].cls.spec.output_node:
+            if (
+                entry is None
+                and self.cache.disk is not None
+                and not nodes[node_id].cls.spec.output_node
+            ):
                 entry = self.cache.get_from_disk(run.sigs[node_id], self.device)
-            if entry is not None and entry.skipped and (
-                node_id in wanted or not entry.skipped.isdisjoint(graph.read_outputs.get(node_id, ()))
+            if (
+                entry is not None
+                and entry.skipped
+                and (
+                    node_id in wanted
+                    or not entry.skipped.isdisjoint(graph.read_outputs.get(node_id, ()))
+                )
             ):
                 entry = None  # cached without an output this run reads
             if entry is not None:
@@ -364,11 +401,17 @@ class Executor:
         wanted_set = set(wanted)
         todo = self._plan(graph, wanted_set, run)
         if run.cached[first_cached:]:
-            self._emit(run, "execution_cached", {"nodes": run.cached[first_cached:], "timestamp": _now_ms()})
+            self._emit(
+                run,
+                "execution_cached",
+                {"nodes": run.cached[first_cached:], "timestamp": _now_ms()},
+            )
         for node_id in run.cached[first_cached:]:
             ui = run.values[node_id].ui
             if ui and parent is None:  # the editor shows a cached output's images again
-                self._emit(run, "executed", {"node": node_id, "display_node": node_id, "output": ui})
+                self._emit(
+                    run, "executed", {"node": node_id, "display_node": node_id, "output": ui}
+                )
         for done, node_id in enumerate(todo):
             if self._interrupt.is_set():
                 raise Interrupted()
@@ -383,13 +426,29 @@ class Executor:
         extra = run.state.extra
         extra["node_id"], extra["class_type"] = node.id, spec.class_type
         if run.state.listening:
-            run.state.emit(Event("executing", {"node": node.id, "display_node": node.id.split(".", 1)[0],
-                                               "prompt_id": run.state.prompt_id}))
+            run.state.emit(
+                Event(
+                    "executing",
+                    {
+                        "node": node.id,
+                        "display_node": node.id.split(".", 1)[0],
+                        "prompt_id": run.state.prompt_id,
+                    },
+                )
+            )
         kwargs = dict(node.literals)
         for name, (src, index) in node.links.items():
             kwargs[name] = run.values[src].outputs[index]
-        ctx = Context(self.device, self.folders, run.state, node.id, spec.class_type, self.info, unread,
-                      self.limits)
+        ctx = Context(
+            self.device,
+            self.folders,
+            run.state,
+            node.id,
+            spec.class_type,
+            self.info,
+            unread,
+            self.limits,
+        )
         instance = node.cls(ctx)
         timed = self.cache.disk is not None  # the time only decides what the disk tier keeps
         started = time.perf_counter() if timed else 0.0
@@ -405,24 +464,42 @@ class Executor:
             raise  # from inside an expansion: already reported with the inner node's name
         except Exception as err:
             tb = traceback.format_exc()
-            self._emit(run, "execution_error", {
-                "node_id": node.id, "node_type": spec.class_type, "executed": list(run.executed),
-                "exception_message": str(err), "exception_type": type(err).__name__,
-                "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": {},
-                "timestamp": _now_ms()})
+            self._emit(
+                run,
+                "execution_error",
+                {
+                    "node_id": node.id,
+                    "node_type": spec.class_type,
+                    "executed": list(run.executed),
+                    "exception_message": str(err),
+                    "exception_type": type(err).__name__,
+                    "traceback": tb.splitlines(),
+                    "current_inputs": {},
+                    "current_outputs": {},
+                    "timestamp": _now_ms(),
+                },
+            )
             raise NodeFailed(node.id, spec.class_type, err, tb) from err
         skipped = _skipped(outputs, node.cls, unread) if unread else _NOTHING
         entry = Entry(outputs, instance.ui, skipped)
         key = run.sigs[node.id]
         self.cache.put(key, entry)
-        if (timed and time.perf_counter() - started >= self.disk_min_seconds and node.cls.disk_cacheable
-                and not spec.output_node and not skipped):
+        if (
+            timed
+            and time.perf_counter() - started >= self.disk_min_seconds
+            and node.cls.disk_cacheable
+            and not spec.output_node
+            and not skipped
+        ):
             self.cache.persist(key, entry)
         run.values[node.id] = entry
         run.executed.append(node.id)
         if instance.ui:
-            self._emit(run, "executed", {"node": node.id, "display_node": node.id.split(".", 1)[0],
-                                         "output": instance.ui})
+            self._emit(
+                run,
+                "executed",
+                {"node": node.id, "display_node": node.id.split(".", 1)[0], "output": instance.ui},
+            )
 
     def _expand(self, parent: GraphNode, expansion: Expand, run: _Run) -> tuple[Any, ...]:
         """Run a node's returned subgraph in its place; its nodes cache by signature as usual."""
@@ -432,9 +509,14 @@ class Executor:
             return list(link) if link is not None else literal_input(parent.literals.get(name))
 
         nodes, outputs = rewrite_expansion(expansion, parent.id + ".", parent_input)
-        graph, issues = validate(nodes, self.registry, require_output=False, known_outputs=run.out_types)
+        graph, issues = validate(
+            nodes, self.registry, require_output=False, known_outputs=run.out_types
+        )
         if graph is None:
-            raise ValueError("the node expanded into an invalid subgraph:\n" + "\n".join(f"  - {i}" for i in issues))
+            raise ValueError(
+                "the node expanded into an invalid subgraph:\n"
+                + "\n".join(f"  - {i}" for i in issues)
+            )
         self._execute(graph, [node_id for node_id, _ in outputs], run, parent=parent.id)
         run.state.extra.update(node_id=parent.id, class_type=parent.cls.class_type)
         return tuple(run.values[node_id].outputs[index] for node_id, index in outputs)
@@ -496,7 +578,9 @@ def _keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    )
 
 
 def _now_ms() -> int:

@@ -45,7 +45,10 @@ def object_info(spec: NodeSpec, python_module: str = PYTHON_MODULE) -> dict[str,
         inputs["optional"] = optional
     return {
         "input": inputs,
-        "input_order": {"required": list(required), **({"optional": list(optional)} if optional else {})},
+        "input_order": {
+            "required": list(required),
+            **({"optional": list(optional)} if optional else {}),
+        },
         "output": [o.type for o in spec.outputs],
         "output_is_list": [False for _ in spec.outputs],
         "output_name": [o.name for o in spec.outputs],

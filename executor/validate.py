@@ -49,7 +49,9 @@ class WorkflowInvalid(Exception):
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
-        super().__init__(f"{len(issues)} problem(s) in the workflow:\n" + "\n".join(f"  - {i}" for i in issues))
+        super().__init__(
+            f"{len(issues)} problem(s) in the workflow:\n" + "\n".join(f"  - {i}" for i in issues)
+        )
 
 
 @dataclass(slots=True)
@@ -112,11 +114,25 @@ def validate(
 class _Validation:
     """One validation pass: what it has found so far, and one method per step."""
 
-    __slots__ = ("nodes", "registry", "known_outputs", "source", "issues", "graph_nodes", "read_outputs",
-                 "types_of", "in_order")
+    __slots__ = (
+        "nodes",
+        "registry",
+        "known_outputs",
+        "source",
+        "issues",
+        "graph_nodes",
+        "read_outputs",
+        "types_of",
+        "in_order",
+    )
 
-    def __init__(self, nodes: Mapping[str, Mapping[str, Any]], registry: NodeRegistry,
-                 known_outputs: Mapping[str, tuple[str, ...]], keep_source: bool) -> None:
+    def __init__(
+        self,
+        nodes: Mapping[str, Mapping[str, Any]],
+        registry: NodeRegistry,
+        known_outputs: Mapping[str, tuple[str, ...]],
+        keep_source: bool,
+    ) -> None:
         self.nodes = nodes
         self.registry = registry
         self.known_outputs = known_outputs
@@ -124,7 +140,9 @@ class _Validation:
         self.issues: list[Issue] = []
         self.graph_nodes: dict[str, GraphNode] = {}
         self.read_outputs: dict[str, set[int]] = {}
-        self.types_of: dict[str, tuple[str, ...] | None] = {}  # a source feeds many inputs: looked up once
+        self.types_of: dict[
+            str, tuple[str, ...] | None
+        ] = {}  # a source feeds many inputs: looked up once
         # Whether every link points to a node listed earlier: then the listing is already a
         # topological order (and the one the depth-first sort would give), so no sort is needed.
         self.in_order = True
@@ -141,8 +159,17 @@ class _Validation:
             return
         cls = self.registry.get(class_type)
         if cls is None:
-            self.issues.append(Issue(node_id, class_type, None, "unknown_class_type",
-                                     f"no node named '{class_type}' is installed", None, class_type))
+            self.issues.append(
+                Issue(
+                    node_id,
+                    class_type,
+                    None,
+                    "unknown_class_type",
+                    f"no node named '{class_type}' is installed",
+                    None,
+                    class_type,
+                )
+            )
             return
         spec = cls.spec
         literals, links, copied = self.inputs(node_id, class_type, spec, raw_inputs)
@@ -152,8 +179,9 @@ class _Validation:
         if self.source is not None:
             self.source[node_id] = {**call, "inputs": copied}
 
-    def inputs(self, node_id: str, class_type: str, spec: NodeSpec, raw_inputs: dict[str, Any]
-               ) -> tuple[dict[str, Any], dict[str, tuple[str, int]], dict[str, Any]]:
+    def inputs(
+        self, node_id: str, class_type: str, spec: NodeSpec, raw_inputs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, tuple[str, int]], dict[str, Any]]:
         """The inputs given, as listed: each a link (see :meth:`link`) or a literal the input
         accepts, coerced. Returns the literals, the links and (with ``keep_source``) the copy."""
         literals: dict[str, Any] = {}
@@ -164,11 +192,23 @@ class _Validation:
         for name, value in raw_inputs.items():
             in_spec = declared.get(name)
             if in_spec is None:
-                self.issues.append(Issue(node_id, class_type, name, "unknown_input",
-                                         f"'{class_type}' has no input '{name}'", sorted(declared), name))
+                self.issues.append(
+                    Issue(
+                        node_id,
+                        class_type,
+                        name,
+                        "unknown_input",
+                        f"'{class_type}' has no input '{name}'",
+                        sorted(declared),
+                        name,
+                    )
+                )
                 continue
             if type(value) is list and (
-                len(value) == 2 and type(value[1]) is int and type(value[0]) is str or is_link(value)
+                len(value) == 2
+                and type(value[1]) is int
+                and type(value[0]) is str
+                or is_link(value)
             ):
                 link = self.link(node_id, class_type, name, in_spec.type, value)
                 if link is not None:
@@ -183,15 +223,18 @@ class _Validation:
                     copied[name] = copy.deepcopy(value)
             elif keep:
                 copied[name] = value
-            coerced, problem = coerce_cached(in_spec, _literal_list(value) if type(value) is dict else value)
+            coerced, problem = coerce_cached(
+                in_spec, _literal_list(value) if type(value) is dict else value
+            )
             if problem is not None:
                 self.bad_literal(node_id, class_type, name, in_spec, value, problem)
                 continue
             literals[name] = coerced
         return literals, links, copied
 
-    def link(self, node_id: str, class_type: str, name: str, in_type: str, value: list[Any]
-             ) -> tuple[str, int] | None:
+    def link(
+        self, node_id: str, class_type: str, name: str, in_type: str, value: list[Any]
+    ) -> tuple[str, int] | None:
         """``[source, index]`` if the source is a node with that output and its type feeds
         ``in_type``; the output is then recorded as read. Else the problem is reported."""
         src, index = value
@@ -204,8 +247,10 @@ class _Validation:
             types = self.types_of.get(src, _UNSEEN)
             if types is _UNSEEN:
                 types = self.output_types(src)
-        if types is None or not 0 <= index < len(types) or (
-            in_type != types[index] and not accepts(in_type, types[index])
+        if (
+            types is None
+            or not 0 <= index < len(types)
+            or (in_type != types[index] and not accepts(in_type, types[index]))
         ):
             self.bad_link(node_id, class_type, name, in_type, value, src, types)
             return None
@@ -232,47 +277,106 @@ class _Validation:
         self.types_of[node_id] = types
         return types
 
-    def bad_link(self, node_id: str, class_type: str, name: str, in_type: str, value: list[Any], src: str,
-                 types: tuple[str, ...] | None) -> None:
+    def bad_link(
+        self,
+        node_id: str,
+        class_type: str,
+        name: str,
+        in_type: str,
+        value: list[Any],
+        src: str,
+        types: tuple[str, ...] | None,
+    ) -> None:
         """What is wrong with a link :meth:`link` refused."""
         index = value[1]
         if types is None:
             if src in self.nodes or src in self.known_outputs:
                 return  # the source node is itself broken and reported on its own
-            self.issues.append(Issue(node_id, class_type, name, "missing_node",
-                                     f"links to node '{src}', which is not in the workflow", None, value))
+            self.issues.append(
+                Issue(
+                    node_id,
+                    class_type,
+                    name,
+                    "missing_node",
+                    f"links to node '{src}', which is not in the workflow",
+                    None,
+                    value,
+                )
+            )
         elif not 0 <= index < len(types):
-            self.issues.append(Issue(
-                node_id, class_type, name, "bad_output_index",
-                f"links to output {index} of node '{src}', which has {len(types)} output(s)",
-                f"0..{len(types) - 1}", index))
+            self.issues.append(
+                Issue(
+                    node_id,
+                    class_type,
+                    name,
+                    "bad_output_index",
+                    f"links to output {index} of node '{src}', which has {len(types)} output(s)",
+                    f"0..{len(types) - 1}",
+                    index,
+                )
+            )
         else:
-            self.issues.append(Issue(node_id, class_type, name, "return_type_mismatch",
-                                     f"expects {in_type} but is linked to a {types[index]} output",
-                                     in_type, types[index]))
+            self.issues.append(
+                Issue(
+                    node_id,
+                    class_type,
+                    name,
+                    "return_type_mismatch",
+                    f"expects {in_type} but is linked to a {types[index]} output",
+                    in_type,
+                    types[index],
+                )
+            )
 
-    def literal_tree(self, node_id: str, class_type: str, name: str, in_spec: InputSpec, value: Any) -> bool:
+    def literal_tree(
+        self, node_id: str, class_type: str, name: str, in_spec: InputSpec, value: Any
+    ) -> bool:
         """Whether a literal list or object is shallow enough to walk (checked before anything
         walks it recursively)."""
         try:
             check_tree(value, MAX_DEPTH, finite=False)
         except InvalidJson as err:
-            self.issues.append(Issue(node_id, class_type, name, "invalid_input_type", str(err), in_spec.type,
-                                     _jsonable(value)))
+            self.issues.append(
+                Issue(
+                    node_id,
+                    class_type,
+                    name,
+                    "invalid_input_type",
+                    str(err),
+                    in_spec.type,
+                    _jsonable(value),
+                )
+            )
             return False
         return True
 
-    def bad_literal(self, node_id: str, class_type: str, name: str, in_spec: InputSpec, value: Any,
-                    problem: Problem) -> None:
+    def bad_literal(
+        self,
+        node_id: str,
+        class_type: str,
+        name: str,
+        in_spec: InputSpec,
+        value: Any,
+        problem: Problem,
+    ) -> None:
         expected: Any = in_spec.type
         if in_spec.socket.choices is not None:
             expected = list(in_spec.socket.choices)
         elif in_spec.ge is not None or in_spec.le is not None:
             expected = {"type": in_spec.type, "min": in_spec.ge, "max": in_spec.le}
-        self.issues.append(Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value)))
+        self.issues.append(
+            Issue(node_id, class_type, name, problem[0], problem[1], expected, _jsonable(value))
+        )
 
-    def left_out(self, node_id: str, class_type: str, spec: NodeSpec, raw_inputs: dict[str, Any],
-                 literals: dict[str, Any], links: dict[str, tuple[str, int]]) -> None:
+    def left_out(
+        self,
+        node_id: str,
+        class_type: str,
+        spec: NodeSpec,
+        raw_inputs: dict[str, Any],
+        literals: dict[str, Any],
+        links: dict[str, tuple[str, int]],
+    ) -> None:
         """The inputs not given: their defaults, or an issue for each required one."""
         for name, in_spec in spec.inputs.items():
             if name in links or name in literals or name in raw_inputs:
@@ -280,12 +384,29 @@ class _Validation:
             if in_spec.has_default:
                 literals[name] = in_spec.default
             elif in_spec.socket.is_widget:
-                self.issues.append(Issue(node_id, class_type, name, "required_input_missing",
-                                         f"required input '{name}' has no value", in_spec.type, None))
+                self.issues.append(
+                    Issue(
+                        node_id,
+                        class_type,
+                        name,
+                        "required_input_missing",
+                        f"required input '{name}' has no value",
+                        in_spec.type,
+                        None,
+                    )
+                )
             else:
-                self.issues.append(Issue(node_id, class_type, name, "required_input_missing",
-                                         f"required input '{name}' is not linked to a {in_spec.type} output",
-                                         in_spec.type, None))
+                self.issues.append(
+                    Issue(
+                        node_id,
+                        class_type,
+                        name,
+                        "required_input_missing",
+                        f"required input '{name}' is not linked to a {in_spec.type} output",
+                        in_spec.type,
+                        None,
+                    )
+                )
 
     # --- the whole graph -----------------------------------------------------------------------
 
@@ -303,13 +424,25 @@ class _Validation:
         graph_nodes = self.graph_nodes
         digraph = nx.DiGraph()
         digraph.add_edges_from(
-            (src, n.id) for n in graph_nodes.values() for src, _ in n.links.values() if src in graph_nodes
+            (src, n.id)
+            for n in graph_nodes.values()
+            for src, _ in n.links.values()
+            if src in graph_nodes
         )
         for cycle in nx.simple_cycles(digraph):
             path = " -> ".join([*cycle, cycle[0]])
             for node_id in cycle:
-                self.issues.append(Issue(node_id, graph_nodes[node_id].cls.class_type, None, "dependency_cycle",
-                                         f"is part of a cycle: {path}", "an acyclic graph", path))
+                self.issues.append(
+                    Issue(
+                        node_id,
+                        graph_nodes[node_id].cls.class_type,
+                        None,
+                        "dependency_cycle",
+                        f"is part of a cycle: {path}",
+                        "an acyclic graph",
+                        path,
+                    )
+                )
             break
 
     def requested(self, targets: Iterable[str], require_output: bool) -> None:
@@ -318,14 +451,32 @@ class _Validation:
         wanted = [str(t) for t in targets]
         for target in wanted:
             if target not in self.nodes:
-                self.issues.append(Issue(target, None, None, "missing_node",
-                                         f"requested node '{target}' is not in the workflow"))
-        if require_output and not wanted and not any(
-            n.cls.spec.output_node for n in self.graph_nodes.values()
-        ) and not any(i.type == "unknown_class_type" for i in self.issues):
-            self.issues.append(Issue(None, None, None, "prompt_no_outputs",
-                                     "the workflow has no output node (such as LG_SaveImage) and no requested nodes",
-                                     "at least one output node", None))
+                self.issues.append(
+                    Issue(
+                        target,
+                        None,
+                        None,
+                        "missing_node",
+                        f"requested node '{target}' is not in the workflow",
+                    )
+                )
+        if (
+            require_output
+            and not wanted
+            and not any(n.cls.spec.output_node for n in self.graph_nodes.values())
+            and not any(i.type == "unknown_class_type" for i in self.issues)
+        ):
+            self.issues.append(
+                Issue(
+                    None,
+                    None,
+                    None,
+                    "prompt_no_outputs",
+                    "the workflow has no output node (such as LG_SaveImage) and no requested nodes",
+                    "at least one output node",
+                    None,
+                )
+            )
 
 
 _CONTAINERS = (list, dict)  # literals that a caller could edit in place
@@ -367,17 +518,34 @@ def _toposort(nodes: dict[str, GraphNode]) -> tuple[list[str], set[str]]:
 def _structure_issues(node_id: str, call: Any, add: Any) -> None:
     if not isinstance(call, Mapping) or "__malformed__" in call:
         received = call.get("__malformed__") if isinstance(call, Mapping) else call
-        add(Issue(node_id, None, None, "invalid_prompt",
-                  "a node must be an object with 'class_type' and 'inputs'",
-                  "{class_type, inputs}", _jsonable(received)))
+        add(
+            Issue(
+                node_id,
+                None,
+                None,
+                "invalid_prompt",
+                "a node must be an object with 'class_type' and 'inputs'",
+                "{class_type, inputs}",
+                _jsonable(received),
+            )
+        )
         return
     try:
         NodeCall.model_validate(call)
     except ValidationError as err:
         for e in err.errors():
             field = ".".join(str(p) for p in e["loc"])
-            add(Issue(node_id, None, field, "invalid_prompt", f"'{field}': {e['msg']}",
-                      "class_type: string, inputs: object", _jsonable(e.get("input"))))
+            add(
+                Issue(
+                    node_id,
+                    None,
+                    field,
+                    "invalid_prompt",
+                    f"'{field}': {e['msg']}",
+                    "class_type: string, inputs: object",
+                    _jsonable(e.get("input")),
+                )
+            )
 
 
 _JSONABLE_DEPTH = 16  # an error report shows the start of a nested value, not all of it
@@ -407,28 +575,43 @@ def node_errors(issues: list[Issue], nodes: Mapping[str, Any] | None = None) -> 
         if issue.node_id is None or (nodes is not None and issue.node_id not in nodes):
             general.append(issue)
             continue
-        entry = by_node.setdefault(issue.node_id, {
-            "errors": [], "dependent_outputs": [], "class_type": issue.class_type,
-        })
-        entry["errors"].append({
-            "type": issue.type,
-            "message": issue.message,
-            "details": f"{issue.input}: {issue.message}" if issue.input else issue.message,
-            "extra_info": {
-                "input_name": issue.input,
-                "input_config": issue.expected,
-                "received_value": issue.received,
+        entry = by_node.setdefault(
+            issue.node_id,
+            {
+                "errors": [],
+                "dependent_outputs": [],
+                "class_type": issue.class_type,
             },
-        })
+        )
+        entry["errors"].append(
+            {
+                "type": issue.type,
+                "message": issue.message,
+                "details": f"{issue.input}: {issue.message}" if issue.input else issue.message,
+                "extra_info": {
+                    "input_name": issue.input,
+                    "input_config": issue.expected,
+                    "received_value": issue.received,
+                },
+            }
+        )
     if nodes is not None:
         _fill_dependent_outputs(by_node, nodes)
     if general:
         first = general[0]
-        error = {"type": first.type, "message": first.message,
-                 "details": "; ".join(i.message for i in general[1:]), "extra_info": {}}
+        error = {
+            "type": first.type,
+            "message": first.message,
+            "details": "; ".join(i.message for i in general[1:]),
+            "extra_info": {},
+        }
     else:
-        error = {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                 "details": "", "extra_info": {}}
+        error = {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "",
+            "extra_info": {},
+        }
     return {"error": error, "node_errors": by_node}
 
 
@@ -451,7 +634,9 @@ def _fill_dependent_outputs(by_node: dict[str, Any], nodes: Mapping[str, Any]) -
         entry["dependent_outputs"] = sorted(leaves[node_id])
 
 
-def _reachable_leaves(starts: list[str], children: Mapping[str, list[str]], cap: int) -> dict[str, Any]:
+def _reachable_leaves(
+    starts: list[str], children: Mapping[str, list[str]], cap: int
+) -> dict[str, Any]:
     """node -> the set of childless nodes reachable from it (itself included), for every node
     reachable from ``starts``; each set cut at ``cap`` members.
 
@@ -500,7 +685,12 @@ def _reachable_leaves(starts: list[str], children: Mapping[str, list[str]], cap:
                     found: Any = frozenset((node,))
                 else:
                     inside = set(members)
-                    outside = [leaves_of[c] for m in members for c in children.get(m, ()) if c not in inside]
+                    outside = [
+                        leaves_of[c]
+                        for m in members
+                        for c in children.get(m, ())
+                        if c not in inside
+                    ]
                     distinct = {id(s): s for s in outside}
                     if len(distinct) == 1:
                         found = outside[0]

@@ -29,7 +29,9 @@ class WorkflowFormatError(ValueError):
     in one node: hosts report it there, as they report validation issues.
     """
 
-    def __init__(self, message: str, *, node_id: str | None = None, input: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, node_id: str | None = None, input: str | None = None
+    ) -> None:
         super().__init__(message)
         self.node_id = node_id
         self.input = input
@@ -65,11 +67,17 @@ def is_link(value: Any) -> bool:
         type(value) is list
         and len(value) == 2
         and type(value[1]) is int
-        and (type(value[0]) in _LINK_ID_TYPES or (isinstance(value[0], str | int) and not isinstance(value[0], bool)))
+        and (
+            type(value[0]) in _LINK_ID_TYPES
+            or (isinstance(value[0], str | int) and not isinstance(value[0], bool))
+        )
     )
 
 
-_LINK_ID_TYPES = (str, int)  # exact types answer without isinstance (bool is an int subclass, not a link id)
+_LINK_ID_TYPES = (
+    str,
+    int,
+)  # exact types answer without isinstance (bool is an int subclass, not a link id)
 
 
 def literal_input(value: Any) -> Any:
@@ -97,7 +105,9 @@ def parse_api(data: Any) -> dict[str, dict[str, Any]]:
     return nodes
 
 
-def load_workflow(source: str | Path | Mapping[str, Any] | Workflow, registry: NodeRegistry) -> Workflow:
+def load_workflow(
+    source: str | Path | Mapping[str, Any] | Workflow, registry: NodeRegistry
+) -> Workflow:
     """Read a workflow from a dict, a JSON file (API or UI format) or a PNG from LG_SaveImage.
 
     ``registry`` has the node schemas a UI-format graph is converted through (the package's
@@ -107,7 +117,9 @@ def load_workflow(source: str | Path | Mapping[str, Any] | Workflow, registry: N
     if isinstance(source, Mapping):
         return _from_data(dict(source), registry, None)
     if not isinstance(source, str | Path):
-        raise WorkflowFormatError(f"a workflow is a JSON object or a file path, got {type(source).__name__}")
+        raise WorkflowFormatError(
+            f"a workflow is a JSON object or a file path, got {type(source).__name__}"
+        )
     path = Path(source)
     try:
         raw = path.read_bytes()
@@ -118,7 +130,9 @@ def load_workflow(source: str | Path | Mapping[str, Any] | Workflow, registry: N
     try:
         data = jsonio.loads(raw)
     except jsonio.InvalidJson as err:
-        raise WorkflowFormatError(f"{path} is neither JSON nor a PNG with a workflow: {err}") from None
+        raise WorkflowFormatError(
+            f"{path} is neither JSON nor a PNG with a workflow: {err}"
+        ) from None
     return _from_data(data, registry, str(path))
 
 
@@ -140,10 +154,15 @@ def _from_png(path: Path, registry: NodeRegistry) -> Workflow:
     try:
         ui = jsonio.loads(text["workflow"]) if "workflow" in text else None
         if "prompt" in text:
-            return Workflow(nodes=parse_api(jsonio.loads(text["prompt"])),
-                            ui=ui if isinstance(ui, dict) else None, source=str(path))
+            return Workflow(
+                nodes=parse_api(jsonio.loads(text["prompt"])),
+                ui=ui if isinstance(ui, dict) else None,
+                source=str(path),
+            )
     except jsonio.InvalidJson as err:
-        raise WorkflowFormatError(f"{path}: the workflow stored in the PNG is damaged: {err}") from None
+        raise WorkflowFormatError(
+            f"{path}: the workflow stored in the PNG is damaged: {err}"
+        ) from None
     if ui is not None:
         return _from_data(ui, registry, str(path))
     raise WorkflowFormatError(f"{path} carries no workflow (no 'prompt' or 'workflow' text chunk)")
@@ -159,15 +178,24 @@ UiId = int | str  # the editor numbers nodes and links; newer frontends also wri
 
 def _kind(value: Any) -> str:
     """The JSON type of ``value``, for messages."""
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }
     return names.get(type(value), "a number")
 
 
 def _ui_id(value: Any, what: str, node_id: str | None = None, input: str | None = None) -> UiId:
-    if type(value) is int or type(value) is str:  # not bool, not float: 1.0 would never match 1's key
+    if (
+        type(value) is int or type(value) is str
+    ):  # not bool, not float: 1.0 would never match 1's key
         return value
-    raise WorkflowFormatError(f"{what} must be an integer or a string, not {_kind(value)}",
-                              node_id=node_id, input=input)
+    raise WorkflowFormatError(
+        f"{what} must be an integer or a string, not {_kind(value)}", node_id=node_id, input=input
+    )
 
 
 def _links_by_id(ui: Mapping[str, Any]) -> dict[UiId, tuple[UiId, int]]:
@@ -186,18 +214,27 @@ def _links_by_id(ui: Mapping[str, Any]) -> dict[UiId, tuple[UiId, int]]:
         elif type(link) is dict:
             missing = [key for key in ("id", "origin_id", "origin_slot") if key not in link]
             if missing:
-                raise WorkflowFormatError(f"links[{i}] has no {', '.join(repr(k) for k in missing)}")
+                raise WorkflowFormatError(
+                    f"links[{i}] has no {', '.join(repr(k) for k in missing)}"
+                )
             link_id, origin, slot = link["id"], link["origin_id"], link["origin_slot"]
         elif link is None:
             continue
         else:
             raise WorkflowFormatError(
                 f"links[{i}] must be [id, origin_id, origin_slot, target_id, target_slot, type] or an"
-                f" object with those keys, not {_kind(link)}" + (f" of {len(link)}" if type(link) is list else ""))
+                f" object with those keys, not {_kind(link)}"
+                + (f" of {len(link)}" if type(link) is list else "")
+            )
         if type(slot) is not int or slot < 0:
-            raise WorkflowFormatError(f"links[{i}]'s origin slot must be an output index (0, 1, ...), "
-                                      f"not {_kind(slot) if type(slot) is not int else slot}")
-        links[_ui_id(link_id, f"links[{i}]'s id")] = (_ui_id(origin, f"links[{i}]'s origin node id"), slot)
+            raise WorkflowFormatError(
+                f"links[{i}]'s origin slot must be an output index (0, 1, ...), "
+                f"not {_kind(slot) if type(slot) is not int else slot}"
+            )
+        links[_ui_id(link_id, f"links[{i}]'s id")] = (
+            _ui_id(origin, f"links[{i}]'s origin node id"),
+            slot,
+        )
     return links
 
 
@@ -213,35 +250,48 @@ def _ui_nodes(ui: Mapping[str, Any]) -> dict[UiId, dict[str, Any]]:
         name = str(node_id)
         kind = node.get("type")
         if type(kind) is not str:
-            raise WorkflowFormatError(f"node {name}: 'type' (the node's class) must be a string, not {_kind(kind)}",
-                                      node_id=name)
+            raise WorkflowFormatError(
+                f"node {name}: 'type' (the node's class) must be a string, not {_kind(kind)}",
+                node_id=name,
+            )
         if type(node.get("mode") or 0) is not int:
-            raise WorkflowFormatError(f"node {name}: 'mode' must be an integer, not {_kind(node['mode'])}",
-                                      node_id=name)
+            raise WorkflowFormatError(
+                f"node {name}: 'mode' must be an integer, not {_kind(node['mode'])}", node_id=name
+            )
         for key in ("inputs", "outputs"):
             entries = node.get(key)
             if entries is None:
                 continue
             if type(entries) is not list:
-                raise WorkflowFormatError(f"node {name}: '{key}' must be a list, not {_kind(entries)}",
-                                          node_id=name)
+                raise WorkflowFormatError(
+                    f"node {name}: '{key}' must be a list, not {_kind(entries)}", node_id=name
+                )
             for j, entry in enumerate(entries):
                 if type(entry) is not dict:
-                    raise WorkflowFormatError(f"node {name}: {key}[{j}] must be an object, not {_kind(entry)}",
-                                              node_id=name)
+                    raise WorkflowFormatError(
+                        f"node {name}: {key}[{j}] must be an object, not {_kind(entry)}",
+                        node_id=name,
+                    )
                 if key == "outputs":
                     continue
                 input_name = entry.get("name")
                 if type(input_name) is not str and kind not in _VIRTUAL:
-                    raise WorkflowFormatError(f"node {name}: inputs[{j}] needs a 'name' (a string)",
-                                              node_id=name)
+                    raise WorkflowFormatError(
+                        f"node {name}: inputs[{j}] needs a 'name' (a string)", node_id=name
+                    )
                 if entry.get("link") is not None:
-                    _ui_id(entry["link"], f"node {name}: the link of input '{input_name}'", name,
-                           input_name if type(input_name) is str else None)
+                    _ui_id(
+                        entry["link"],
+                        f"node {name}: the link of input '{input_name}'",
+                        name,
+                        input_name if type(input_name) is str else None,
+                    )
         values = node.get("widgets_values")
         if values is not None and type(values) is not list and type(values) is not dict:
-            raise WorkflowFormatError(f"node {name}: 'widgets_values' must be a list or an object, "
-                                      f"not {_kind(values)}", node_id=name)
+            raise WorkflowFormatError(
+                f"node {name}: 'widgets_values' must be a list or an object, not {_kind(values)}",
+                node_id=name,
+            )
         nodes[node_id] = node
     return nodes
 
@@ -293,9 +343,15 @@ def ui_to_api(ui: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[s
                 break
             outputs = node.get("outputs") or []
             out_type = outputs[slot].get("type") if slot < len(outputs) else None
-            link_id = next((inp["link"] for inp in node.get("inputs") or ()
-                            if inp.get("link") is not None and (kind == "Reroute" or inp.get("type") == out_type)),
-                           None)
+            link_id = next(
+                (
+                    inp["link"]
+                    for inp in node.get("inputs") or ()
+                    if inp.get("link") is not None
+                    and (kind == "Reroute" or inp.get("type") == out_type)
+                ),
+                None,
+            )
         for passed in path:
             resolved[passed] = source
         return source[:] if type(source) is list else source
@@ -323,7 +379,11 @@ def ui_to_api(ui: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[s
 
 
 def _widget_inputs(spec: Any, values: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
-    widgets = [s for s in spec.inputs.values() if s.socket.type in WIDGET_TYPES and not s.hints.get("forceInput")]
+    widgets = [
+        s
+        for s in spec.inputs.values()
+        if s.socket.type in WIDGET_TYPES and not s.hints.get("forceInput")
+    ]
     if isinstance(values, dict):
         return {s.name: values[s.name] for s in widgets if s.name in values}
     out: dict[str, Any] = {}
@@ -335,7 +395,12 @@ def _widget_inputs(spec: Any, values: list[Any] | dict[str, Any] | None) -> dict
         out[spec_in.name] = values[at]
         at += 1
         # the seed control after a seed widget; any other value (a list, a number) is the next widget's
-        if spec_in.type == "INT" and at < len(values) and type(values[at]) is str and values[at] in _SEED_CONTROLS:
+        if (
+            spec_in.type == "INT"
+            and at < len(values)
+            and type(values[at]) is str
+            and values[at] in _SEED_CONTROLS
+        ):
             at += 1
     return out
 
@@ -366,9 +431,17 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
         cls = registry.get(call.get("class_type", ""))
         spec = cls.spec if cls else None
         node: dict[str, Any] = {
-            "id": numeric[node_id], "type": call.get("class_type"), "pos": [40 + 340 * col, 40 + 220 * row],
-            "size": [300, 160], "flags": {}, "order": len(ui_nodes), "mode": 0, "inputs": [], "outputs": [],
-            "properties": {"Node name for S&R": call.get("class_type")}, "widgets_values": [],
+            "id": numeric[node_id],
+            "type": call.get("class_type"),
+            "pos": [40 + 340 * col, 40 + 220 * row],
+            "size": [300, 160],
+            "flags": {},
+            "order": len(ui_nodes),
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {"Node name for S&R": call.get("class_type")},
+            "widgets_values": [],
         }
         if spec is not None:
             node["outputs"] = [
@@ -380,7 +453,9 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
                 value = call.get("inputs", {}).get(name, default)
                 if s.socket.is_widget and not s.hints.get("forceInput"):
                     node["widgets_values"].append(default if is_link(value) else value)
-                    if s.type == "INT" and (s.hints.get("control_after_generate") or name in ("seed", "noise_seed")):
+                    if s.type == "INT" and (
+                        s.hints.get("control_after_generate") or name in ("seed", "noise_seed")
+                    ):
                         node["widgets_values"].append("fixed")
                 if is_link(value) or not s.socket.is_widget:
                     entry: dict[str, Any] = {"name": name, "type": s.type, "link": None}
@@ -402,6 +477,12 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
             if value[1] < len(origin["outputs"]):
                 origin["outputs"][value[1]]["links"].append(link_id)
     return {
-        "last_node_id": len(ui_nodes), "last_link_id": len(ui_links), "nodes": ui_nodes,
-        "links": ui_links, "groups": [], "config": {}, "extra": {}, "version": 0.4,
+        "last_node_id": len(ui_nodes),
+        "last_link_id": len(ui_links),
+        "nodes": ui_nodes,
+        "links": ui_links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
     }
