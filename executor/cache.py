@@ -31,9 +31,8 @@ class Entry(NamedTuple):
     skipped: frozenset[int] = frozenset()
 
 
-_SCALAR_KINDS = frozenset(
-    {int, float, bool, type(None)}
-)  # None also stands for a lazy output left out
+# None also stands for a lazy output left out
+_SCALAR_KINDS = frozenset({int, float, bool, type(None)})
 
 
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
@@ -41,7 +40,8 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
     containers and dataclasses summed; anything else counts as a small object."""
     kind = type(value)
     if kind is torch.Tensor:  # the common cases first, by exact type, without the generic walk
-        return value.numel() * value.element_size()
+        tensor: torch.Tensor = value
+        return tensor.numel() * tensor.element_size()
     if kind in _SCALAR_KINDS:
         return _SMALL_OBJECT_BYTES
     if kind is str:

@@ -63,7 +63,7 @@ def coerce_literal(spec: Any, value: Any) -> tuple[Any, Problem | None]:
             f"input takes a link from a {socket.type} output, not a literal value",
         )
     if socket.type == COMBO:
-        choices = socket.choices or ()
+        choices: tuple[Any, ...] = socket.choices or ()
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
             shown = ", ".join(repr(c) for c in choices)
             return None, ("value_not_in_list", f"{value!r} is not one of {shown}")

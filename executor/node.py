@@ -25,11 +25,12 @@ ComfyUI classic adapter, literal validation and the executor all read.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field
@@ -185,23 +186,16 @@ class NodeSpec:
     #: (output index, name) of each output the node may leave out when nothing reads it.
     lazy_indices: tuple[tuple[int, str], ...] = ()
 
-    @property
-    def output_types(self) -> tuple[str, ...]:
-        return self._output_types
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._output_names
-
-    @property
-    def signature_head(self) -> str:
-        """The first lines of every signature of this node: class and version."""
-        return self._signature_head
+    # Derived once (read for every node of every run): plain attributes, set in __post_init__.
+    output_types: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: The first lines of every signature of this node: class and version.
+    signature_head: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_output_types", tuple(o.type for o in self.outputs))
-        object.__setattr__(self, "_output_names", tuple(o.name for o in self.outputs))
-        object.__setattr__(self, "_signature_head", f"{self.class_type}\n{self.version}")
+        object.__setattr__(self, "output_types", tuple(o.type for o in self.outputs))
+        object.__setattr__(self, "output_names", tuple(o.name for o in self.outputs))
+        object.__setattr__(self, "signature_head", f"{self.class_type}\n{self.version}")
 
 
 @dataclass(frozen=True)
@@ -302,8 +296,7 @@ def _field_bound(info: FieldInfo, kind: type) -> Any:
 
 def _field_socket(info: FieldInfo) -> SocketSpec:
     # pydantic moves Annotated metadata (our Socket marker among it) into info.metadata.
-    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-    return socket_of(annotation)
+    return socket_of(info.annotation, info.metadata)
 
 
 def _input_spec(name: str, info: FieldInfo, owner: str) -> InputSpec:
@@ -368,7 +361,10 @@ def _compile_spec(cls: type[Node]) -> NodeSpec:
         outputs.append(OutputSpec(name, out_socket.type, info.description))
     if not outputs and not cls.output_node:
         raise TypeError(f"{owner} has no outputs and is not an output node")
-    reads_files = cls.fingerprint.__func__ is not Node.fingerprint.__func__  # type: ignore[attr-defined]
+    # a class of its own (or a base below Node) defines fingerprint: the node reads files
+    reads_files = inspect.getattr_static(cls, "fingerprint") is not inspect.getattr_static(
+        Node, "fingerprint"
+    )
     description = " ".join((cls.__doc__ or "").split())
     return NodeSpec(
         class_type=cls.class_type,
@@ -414,10 +410,8 @@ class NodeRegistry:
         return node
 
     def get(self, class_type: object) -> type[Node] | None:
-        try:
-            return self._nodes.get(class_type)  # type: ignore[call-overload]
-        except TypeError:  # unhashable: a malformed workflow's class_type (a list) names no node
-            return None
+        # Anything but a name (a malformed workflow's list, say, unhashable) names no node.
+        return self._nodes.get(class_type) if isinstance(class_type, str) else None
 
     def __getitem__(self, class_type: str) -> type[Node]:
         return self._nodes[class_type]
@@ -425,7 +419,7 @@ class NodeRegistry:
     def __contains__(self, class_type: object) -> bool:
         return self.get(class_type) is not None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[type[Node]]:
         return iter(self._nodes.values())
 
     def __len__(self) -> int:

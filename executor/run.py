@@ -30,7 +30,7 @@ from .cache import Entry, OutputCache
 from .context import Context, Event, EventSink, Folders, Interrupted, RunState, resolve_device
 from .expansion import rewrite_expansion
 from .limits import DEFAULT_LIMITS, Limits
-from .node import Expand, InputError, NodeRegistry, output_values
+from .node import Expand, InputError, Node, NodeRegistry, output_values
 from .validate import Graph, GraphNode, Issue, WorkflowInvalid, validate
 from .workflow import Workflow, literal_input, load_workflow
 
@@ -60,7 +60,7 @@ class RunResult:
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
-_NOTHING: frozenset = frozenset()  # no unread or skipped outputs: the common case, shared
+_NOTHING: frozenset[Any] = frozenset()  # no unread or skipped outputs: the common case, shared
 
 
 def _canonical(value: Any) -> Any:
@@ -302,7 +302,7 @@ class Executor:
         return RunResult(
             prompt_id=prompt_id,
             outputs={n: run.values[n].outputs for n in wanted},
-            ui={n: run.values[n].ui for n in wanted if run.values[n].ui},
+            ui={n: ui for n in wanted if (ui := run.values[n].ui)},
             executed=run.executed,
             cached=run.cached,
         )
@@ -531,7 +531,7 @@ def _unread(node: GraphNode, graph: Graph, wanted: set[str]) -> frozenset[str]:
     return frozenset(unread) if unread else _NOTHING
 
 
-def _skipped(outputs: tuple[Any, ...], cls: type, unread: frozenset[str]) -> frozenset[int]:
+def _skipped(outputs: tuple[Any, ...], cls: type[Node], unread: frozenset[str]) -> frozenset[int]:
     """Indices of the unread lazy outputs the node left out."""
     skipped = [i for i, name in cls.spec.lazy_indices if outputs[i] is None and name in unread]
     return _index_set(tuple(skipped)) if skipped else _NOTHING

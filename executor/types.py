@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -53,8 +54,17 @@ class SocketSpec:
         return self.type in WIDGET_TYPES
 
 
-def socket_of(annotation: Any) -> SocketSpec:
-    """Translate a Python annotation into its socket type; raise TypeError for unusable ones."""
+def socket_of(annotation: Any, metadata: Sequence[Any] = ()) -> SocketSpec:
+    """Translate a Python annotation into its socket type; raise TypeError for unusable ones.
+
+    ``metadata`` is Annotated metadata kept apart from its annotation (pydantic moves a field's
+    there): the socket is that of ``Annotated[annotation, *metadata]``.
+    """
+    if metadata:
+        if typing.get_origin(annotation) is Annotated:  # nested Annotated is flat, inner first
+            annotation, *inner = typing.get_args(annotation)
+            metadata = (*inner, *metadata)
+        return _annotated(annotation, metadata, False)
     optional = False
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -66,11 +76,7 @@ def socket_of(annotation: Any) -> SocketSpec:
         origin = typing.get_origin(annotation)
     if origin is Annotated:
         base, *meta = typing.get_args(annotation)
-        for m in meta:
-            if isinstance(m, Socket):
-                return SocketSpec(m.name, optional=optional)
-        spec = socket_of(base)
-        return SocketSpec(spec.type, spec.choices, optional or spec.optional)
+        return _annotated(base, meta, optional)
     if origin is Literal:
         return SocketSpec(COMBO, tuple(typing.get_args(annotation)), optional)
     if annotation in _PRIMITIVES:
@@ -79,6 +85,15 @@ def socket_of(annotation: Any) -> SocketSpec:
         f"cannot map annotation {annotation!r} to a socket type: use int/float/str/bool, "
         "Literal[...], or Annotated[T, Socket('NAME')]"
     )
+
+
+def _annotated(base: Any, metadata: Sequence[Any], optional: bool) -> SocketSpec:
+    """``Annotated[base, *metadata]``: the first Socket marker names it, else ``base`` does."""
+    for m in metadata:
+        if isinstance(m, Socket):
+            return SocketSpec(m.name, optional=optional)
+    spec = socket_of(base)
+    return SocketSpec(spec.type, spec.choices, optional or spec.optional)
 
 
 def accepts(input_type: str, output_type: str) -> bool:

@@ -413,7 +413,7 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
     """
     depth: dict[str, int] = {}
 
-    def depth_of(node_id: str, trail: frozenset = frozenset()) -> int:
+    def depth_of(node_id: str, trail: frozenset[str] = frozenset()) -> int:
         if node_id in depth:
             return depth[node_id]
         if node_id in trail or node_id not in api:
@@ -423,7 +423,9 @@ def api_to_ui(api: Mapping[str, Mapping[str, Any]], registry: NodeRegistry) -> d
         return depth[node_id]
 
     numeric = {node_id: i + 1 for i, node_id in enumerate(api)}
-    ui_nodes, ui_links, rows = [], [], {}
+    ui_nodes: list[dict[str, Any]] = []
+    ui_links: list[list[Any]] = []
+    rows: dict[int, int] = {}
     for node_id, call in api.items():
         col = depth_of(node_id)
         row = rows.get(col, 0)

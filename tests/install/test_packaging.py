@@ -15,7 +15,7 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the checks below need no newer
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("executor", "nodes", "web", "__init__.py", "__main__.py", "cli.py", "comfy_plugin.py")
+PRODUCT = ("executor", "nodes", "web", "__init__.py", "__main__.py", "api.py", "cli.py", "comfy_plugin.py")
 # Imported only inside ComfyUI, which provides them (behind ImportError guards).
 HOST_MODULES = {"comfy", "folder_paths"}
 FRONTEND = "comfyui-frontend-package"
