@@ -25,11 +25,12 @@ from .executor.workflow import is_link
 from .nodes import default_registry
 
 # ComfyUI fills these hidden inputs in (execution.get_input_data); their names must not clash
-# with a node's own inputs. Every node gets its id (to make expanded node ids unique) and the
-# prompt (to link expanded nodes to our own inputs' sources, so ComfyUI's cache keys see them);
-# output nodes also get the prompt and the editor's workflow, which saved PNGs carry.
-HIDDEN_INPUTS = {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
-OUTPUT_HIDDEN_INPUTS = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+# with a node's own inputs. Every node gets its id (to make expanded node ids unique), the
+# dynamic prompt (to link expanded nodes to our own inputs' sources, so ComfyUI's cache keys see
+# them) and the prompt (a loader records its models under its call there, a saving node reads
+# what is upstream of it); output nodes also get the editor's workflow, which saved PNGs carry.
+HIDDEN_INPUTS = {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT", "prompt": "PROMPT"}
+OUTPUT_HIDDEN_INPUTS = {"extra_pnginfo": "EXTRA_PNGINFO"}
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
@@ -39,12 +40,15 @@ class HostContext:
     def __init__(self, folders: Folders) -> None:
         self.folders = folders
         self.interrupt = threading.Event()
+        # What nodes keep for later nodes (loaders record their models' dtypes for saved PNGs),
+        # shared for the host's lifetime as our executor shares its info.
+        self.info: dict[str, Any] = {}
 
     def context(self, node_cls: type[Node], node_id: str | None = None, prompt: dict[str, Any] | None = None,
                 ui_workflow: dict[str, Any] | None = None) -> Context:
         state = RunState(str(uuid.uuid4()), prompt or {}, ui_workflow, _report_progress, self.interrupt)
         return Context(resolve_device("auto"), self.folders, state, node_id or "comfy",
-                       node_cls.class_type, {})
+                       node_cls.class_type, self.info)
 
     def input_images(self) -> list[str]:
         """Image files in the input folder as ``sub/name.png``, sorted: the choices of an upload
@@ -206,6 +210,9 @@ def comfy_folders() -> Folders:
         Path(folder_paths.get_output_directory()),
         Path(folder_paths.get_temp_directory()),
         first,
+        # Workflows reach ComfyUI from its clients: loaders read names inside the model folders
+        # (links there are followed), never an arbitrary absolute path, as ComfyUI's own do.
+        absolute_models=False,
         more_models=tuple(more),
         models_hint=COMFY_MODELS_HINT,
     )

@@ -263,4 +263,23 @@ def test_comfy_loaders_use_the_shipped_weights_in_place_and_the_yaml_folders(com
     assert str(tmp_path / "extra") in json.dumps(loader.IS_CHANGED(path=VQVAE, unique_id="1", **VQVAE_INPUTS))
     with pytest.raises(Exception, match="extra_model_paths.yaml") as missing:
         loader().execute(unique_id="1", path="nowhere/vqvae.safetensors", **VQVAE_INPUTS)
-    assert str(tmp_path / "extra") in str(missing.value) and str(PACKAGE_MODELS) in str(missing.value)
+    # ComfyUI serves its clients: the message names the folders searched, not the disk's layout
+    assert "searched extra/" in str(missing.value) and str(tmp_path) not in str(missing.value)
+    with pytest.raises(Exception, match="absolute paths are not allowed"):
+        loader().execute(unique_id="1", path=str(PACKAGE_MODELS / VQVAE), **VQVAE_INPUTS)
+
+
+def test_inside_comfyui_a_loader_records_its_models_for_the_saving_node(comfy, tmp_path):
+    """ComfyUI gives every node the prompt and the host keeps one info for its lifetime, so a
+    saved PNG there names the models upstream as it does under our executor."""
+    from latentgraph.nodes.core import provenance
+
+    host = HostContext(comfy_plugin.comfy_folders())
+    loader = comfy_class(default_registry()["LG_LoadVQVAE"], host)
+    prompt = {"1": {"class_type": "LG_LoadVQVAE", "inputs": {"path": VQVAE, **VQVAE_INPUTS}},
+              "2": {"class_type": "Anything", "inputs": {"vqvae": ["1", 0]}}}
+    loader().execute(unique_id="1", prompt=prompt, path=VQVAE, **VQVAE_INPUTS)
+    (records,) = host.info[provenance.INFO_KEY].values()
+    assert records[1] == {"vqvae": "float32"}
+    saver = default_registry()["LG_SaveImage"]
+    assert provenance.upstream_models(saver(host.context(saver, "2", prompt))) == {"1": {"vqvae": "float32"}}

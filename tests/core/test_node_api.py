@@ -138,7 +138,7 @@ def test_comfy_adapter_expansion_uses_unique_ids_and_own_links(tmp_path):
             return {"class_type": "LG_TestRepeat", "inputs": {"latent": ["4", 0], "amount": 2.0, "times": 2}}
 
     cls = comfy_class(Repeat, HostContext(Folders.under(tmp_path)))
-    assert cls.INPUT_TYPES()["hidden"] == {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
+    assert cls.INPUT_TYPES()["hidden"] == {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT", "prompt": "PROMPT"}
     out = cls().execute(unique_id="12", dynprompt=FakeDynPrompt(), latent={"samples": None}, amount=2.0, times=2)
     assert out["result"] == (["12.add1", 0],)
     assert out["expand"] == {
