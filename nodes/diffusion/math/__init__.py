@@ -30,6 +30,7 @@ from .plan import (
     PlanTables,
     SamplingPlan,
     Spacing,
+    TimeShift,
 )
 from .schedule import (
     SANA_SCHEDULE,
@@ -55,6 +56,7 @@ __all__ = [
     "Schedule",
     "Seed",
     "Spacing",
+    "TimeShift",
     "add_noise",
     "cfg_combine",
     "ddim_step",

@@ -11,6 +11,7 @@ solver table in ``nodes/diffusion/solvers``, whose `make_plan` assembles plans w
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +25,10 @@ from .schedule import Schedule
 
 Spacing = Literal["leading", "trailing", "linspace"]
 FinalSigma = Literal["zero", "sigma_min"]
+# How a flow plan warps its evenly spaced sigmas t: `static` by the schedule's shift s,
+# s t / (1 + (s - 1) t) (SD3, Esser et al. 2024, sec. 5.3.2); `exponential` and `linear` by a
+# resolution-dependent mu instead (FLUX): e^mu / (e^mu + (1/t - 1)) and mu / (mu + (1/t - 1)).
+TimeShift = Literal["static", "exponential", "linear"]
 # How a plan's samples mix data and noise; it decides q(x_t | x_0) (`add_noise`), whether the
 # model input is rescaled (`scale_model_input`) and the VP pair DPM-Solver works with:
 #   alpha_bar  sqrt(ab_t) x0 + sqrt(1 - ab_t) eps from the alpha_bar tables (DDPM eq. 4)
@@ -34,6 +39,7 @@ Parameterization = Literal["alpha_bar", "ve", "vp", "flow"]
 
 SPACINGS: tuple[str, ...] = get_args(Spacing)
 FINAL_SIGMAS: tuple[str, ...] = get_args(FinalSigma)
+TIME_SHIFTS: tuple[str, ...] = get_args(TimeShift)
 PARAMETERIZATIONS: tuple[str, ...] = get_args(Parameterization)
 
 
@@ -135,7 +141,9 @@ class PlanRequest:
     `spacing` and `steps_offset` are the timestep spacing of Lin et al. 2024 (Table 2) for
     discrete schedules (flow builders ignore both, as diffusers' flow schedulers do);
     `set_alpha_to_one` and `final_sigma` are read only by the builders of solvers whose row
-    accepts them (diffusers' `set_alpha_to_one` and `final_sigmas_type`).
+    accepts them (diffusers' `set_alpha_to_one` and `final_sigmas_type`), and so are the flow
+    options: `time_shift` with its `mu` (FlowMatchEulerDiscreteScheduler's `use_dynamic_shifting`,
+    `time_shift_type` and `set_timesteps(mu=...)`) and `shift_terminal` (None: no stretch).
     """
 
     schedule: Schedule
@@ -144,6 +152,9 @@ class PlanRequest:
     steps_offset: int = 0
     set_alpha_to_one: bool = False
     final_sigma: str = "zero"
+    time_shift: str = "static"
+    mu: float | None = None
+    shift_terminal: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +191,34 @@ def check_plan_request(request: PlanRequest, denoise: float) -> None:
         raise ArgumentError("denoise", f"denoise must be in (0, 1], got {denoise}")
     if request.final_sigma not in FINAL_SIGMAS:
         raise ArgumentError("final_sigma", f"final_sigma must be one of {FINAL_SIGMAS}, got {request.final_sigma!r}")
+    _check_flow_shift(request)
+
+
+def _check_flow_shift(request: PlanRequest) -> None:
+    """time_shift, mu and shift_terminal: mu goes with a dynamic shift and only with it, and a
+    dynamic shift replaces the schedule's static one (diffusers ignores `shift` then; we refuse
+    to, so a set shift is never silently dropped)."""
+    time_shift, mu, terminal = request.time_shift, request.mu, request.shift_terminal
+    if time_shift not in TIME_SHIFTS:
+        raise ArgumentError("time_shift", f"time_shift must be one of {TIME_SHIFTS}, got {time_shift!r}")
+    if time_shift == "static":
+        if mu is not None:
+            raise ArgumentError("mu", "mu applies to a dynamic time_shift ('exponential' or 'linear'), not 'static'")
+    else:
+        if isinstance(mu, bool) or not isinstance(mu, int | float) or not math.isfinite(mu):
+            raise ArgumentError("mu", f"time_shift={time_shift!r} needs a finite mu, got {mu!r}")
+        if time_shift == "linear" and not mu > 0:
+            raise ArgumentError("mu", f"the linear time shift needs mu > 0, got {mu}")
+        if request.schedule.shift != 1.0:
+            raise ArgumentError(
+                "time_shift",
+                f"time_shift={time_shift!r} replaces the schedule's shift; use a schedule with "
+                f"shift=1.0, not {request.schedule.shift}"
+            )
+    if terminal is not None and (
+        isinstance(terminal, bool) or not isinstance(terminal, int | float) or not 0 < terminal < 1
+    ):
+        raise ArgumentError("shift_terminal", f"shift_terminal must be in (0, 1), got {terminal!r}")
 
 
 def build_plan(
@@ -349,19 +388,48 @@ def dpm_plan(request: PlanRequest) -> PlanTables:
 
 
 def flow_euler_plan(request: PlanRequest) -> PlanTables:
-    """FlowMatchEulerDiscreteScheduler.set_timesteps."""
+    """FlowMatchEulerDiscreteScheduler.set_timesteps, with a static shift (SD3) or a dynamic
+    one from `mu` (FLUX, `use_dynamic_shifting`), and the optional `shift_terminal` stretch."""
     schedule, steps = request.schedule, request.steps
     train_steps = schedule.num_train_timesteps
-    # FlowMatchEulerDiscreteScheduler spaces steps between the ends of its *already shifted*
-    # float32 training grid (sigma = 1 and shift(1 / T)) and then shifts again in float64, so
-    # the last sigma is shift(shift(1 / T)). Reproduced for parity.
-    training_ends = schedule.shift_sigmas(
-        torch.tensor([train_steps, 1], dtype=torch.float32) / train_steps
-    )
+    dynamic = request.time_shift != "static"
+    # FlowMatchEulerDiscreteScheduler spaces steps between the ends of its float32 training grid
+    # (sigma = 1 and 1 / T), *already shifted* for a static shift, and then shifts again in
+    # float64, so the last sigma is shift(shift(1 / T)). A dynamic shift leaves the training
+    # grid as it is and shifts once. Reproduced for parity.
+    training_ends = torch.tensor([train_steps, 1], dtype=torch.float32) / train_steps
+    if not dynamic:
+        training_ends = schedule.shift_sigmas(training_ends)
     sigma_max, sigma_min = training_ends.tolist()
     unshifted = np.linspace(sigma_max * train_steps, sigma_min * train_steps, steps) / train_steps
-    sigmas = torch.from_numpy(schedule.shift_sigmas(unshifted)).to(torch.float32)
+    if dynamic:
+        assert request.mu is not None  # check_plan_request
+        shifted = _dynamic_time_shift(request.time_shift, float(request.mu), unshifted)
+    else:
+        shifted = schedule.shift_sigmas(unshifted)
+    if request.shift_terminal is not None:
+        shifted = _stretch_to_terminal(shifted, float(request.shift_terminal))
+    sigmas = torch.from_numpy(shifted).to(torch.float32)
     return PlanTables(timesteps=sigmas * train_steps, sigmas=torch.cat([sigmas, torch.zeros(1)]))
+
+
+def _dynamic_time_shift(kind: str, mu: float, t: np.ndarray, exponent: float = 1.0) -> np.ndarray:
+    """The resolution-dependent shift of FLUX: the static shift's s t / (1 + (s - 1) t) written
+    as 1 / (1 + (1/t - 1) / s) with s = e^mu ('exponential') or s = mu ('linear'), in float64."""
+    scale = math.exp(mu) if kind == "exponential" else mu
+    return scale / (scale + (1 / t - 1) ** exponent)
+
+
+def _stretch_to_terminal(t: np.ndarray, terminal: float) -> np.ndarray:
+    """Scale 1 - t so the last sigma lands on `terminal` (LTX-Video's shift_terminal)."""
+    one_minus_t = 1 - t
+    if one_minus_t[-1] == 0:
+        raise ArgumentError(
+            "shift_terminal",
+            "shift_terminal cannot stretch a plan whose last sigma is 1 (one step); use more steps"
+        )
+    scale = one_minus_t[-1] / (1 - terminal)
+    return 1 - (one_minus_t / scale)
 
 
 def flow_dpm_plan(request: PlanRequest) -> PlanTables:

@@ -62,8 +62,9 @@ from .heun import HeunCorrection, HeunStep, heun_correction, heun_step
 
 DISCRETE = ("epsilon", "v_prediction")
 FLOW = ("flow_prediction",)
-# The optional make_plan arguments a row may accept (diffusers' set_alpha_to_one, final_sigmas_type).
-PLAN_OPTIONS = ("set_alpha_to_one", "final_sigma")
+# The optional make_plan arguments a row may accept (diffusers' set_alpha_to_one, final_sigmas_type;
+# FlowMatchEulerDiscreteScheduler's time_shift_type with set_timesteps' mu, and shift_terminal).
+PLAN_OPTIONS = ("set_alpha_to_one", "final_sigma", "time_shift", "shift_terminal")
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ SOLVER_TABLE: tuple[SolverSpec, ...] = (
         step=flow_euler_step,
         step_node=FlowEulerStep,
         prediction_types=FLOW,
+        plan_options=("time_shift", "shift_terminal"),
     ),
     SolverSpec(
         name="flow_dpmpp_2m",
@@ -289,6 +291,9 @@ def make_plan(
     *,
     set_alpha_to_one: bool = False,
     final_sigma: str = "zero",
+    time_shift: str = "static",
+    mu: float | None = None,
+    shift_terminal: float | None = None,
 ) -> SamplingPlan:
     """Build the plan diffusers' scheduler for `solver` would after `set_timesteps(steps)`.
 
@@ -306,6 +311,12 @@ def make_plan(
             on alpha_bar_0 (False, as SD1.5 configures it).
         final_sigma: solvers whose row accepts it only; end at sigma 0 or at the schedule's
             smallest sigma (diffusers' `final_sigmas_type`).
+        time_shift, mu: solvers whose row accepts it only; how the flow sigmas are warped:
+            'static' by the schedule's shift (SD3), or 'exponential' / 'linear' by `mu`, which a
+            dynamic shift requires (FLUX: `use_dynamic_shifting`, `time_shift_type`,
+            `set_timesteps(mu=...)`; the schedule's shift must then be 1).
+        shift_terminal: solvers whose row accepts it only; None, or the value in (0, 1) the
+            last sigma is stretched to (diffusers' `shift_terminal`).
     """
     if not isinstance(schedule, Schedule):
         raise ArgumentError("schedule", f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -324,7 +335,26 @@ def make_plan(
             f"solver {solver!r} takes {', '.join(spec.prediction_types)} models, not the "
             f"schedule's prediction_type {schedule.prediction_type!r}"
         )
-    request = PlanRequest(schedule, steps, spacing, steps_offset, set_alpha_to_one, final_sigma)
+    request = PlanRequest(
+        schedule,
+        steps,
+        spacing,
+        steps_offset,
+        set_alpha_to_one,
+        final_sigma,
+        time_shift,
+        mu,
+        shift_terminal,
+    )
+    for option, given in (
+        ("time_shift", time_shift != "static" or mu is not None),
+        ("shift_terminal", shift_terminal is not None),
+    ):
+        if given and option not in spec.plan_options:
+            raise ArgumentError(
+                "mu" if option == "time_shift" and time_shift == "static" else option,
+                f"{option} only applies to {_solvers_taking(option)}, not {solver!r}"
+            )
     check_plan_request(request, denoise)
     if set_alpha_to_one and "set_alpha_to_one" not in spec.plan_options:
         raise ArgumentError(
