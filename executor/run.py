@@ -114,11 +114,11 @@ class _FewerFullCollections(contextlib.ContextDecorator):
     threshold of generation 2 is raised from CPython's 10 to ``full_every`` generation-1
     passes (700 x 10 x 1000 = 7 million net container allocations at the default thresholds,
     about 600,000 trivial nodes), so a run rarely meets one while the young generations are
-    collected as usual (short-lived cycles still die young). The old threshold comes back when the last concurrent or nested run ends
-    (a count under a lock: thresholds are process-wide), and the garbage a run left in
-    generation 2 goes at the next full pass, as it would have. A threshold someone changed
-    during the run is left as they set it; with automatic collection off (threshold 0) nothing
-    changes. (CPython 3.14's incremental collector ignores this threshold: harmless there.)
+    collected as usual (short-lived cycles still die young). The old threshold comes back when
+    the last concurrent or nested run ends (a count under a lock: thresholds are process-wide),
+    and the garbage a run left in generation 2 goes at the next full pass, as it would have. A
+    threshold someone changed during the run is left as they set it; with automatic collection
+    off (threshold 0) nothing changes. (CPython 3.14's incremental collector ignores this threshold: harmless there.)
     """
 
     def __init__(self, full_every: int = 1000) -> None:
