@@ -7,7 +7,15 @@ from typing import Any
 
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ...executor.types import Latent
-from .math import ArgumentError, BetaSchedule, PredictionType, Schedule, Spacing, TimeShift
+from .math import (
+    ArgumentError,
+    BetaSchedule,
+    PredictionType,
+    Schedule,
+    SigmaGrid,
+    Spacing,
+    TimeShift,
+)
 from .math import SamplingPlan as PlanT
 from .sockets import PlanSocket, ScheduleSocket
 from .solvers import Solver, make_plan
@@ -50,7 +58,7 @@ class SamplingPlan(Node):
     set_timesteps of the matching scheduler (Heun's without the repeated levels diffusers lists
     for its second model calls). denoise < 1 keeps the tail of the plan (img2img). flow_euler
     also takes FLUX's dynamic time shift (mu, e.g. from LG_FlowShift, on a schedule of shift 1)
-    and a shift_terminal the last sigma is stretched to."""
+    and a shift_terminal the last sigma is stretched to, on the scheduler's sigmas or FluxPipeline's."""
 
     class_type = "LG_SamplingPlan"
     category = CATEGORY
@@ -68,6 +76,8 @@ class SamplingPlan(Node):
                           tooltip="dynamic time_shift only: resolution-dependent shift (LG_FlowShift)")
         shift_terminal: float = Input(0.0, ge=0.0, le=0.999, step=0.01,
                                       tooltip="flow_euler: stretch so the last sigma is this; 0 = off")
+        sigma_grid: SigmaGrid = Input("training", tooltip="flow_euler: shift the scheduler's own sigmas, or "
+                                                          "'steps': 1 down to 1/steps, as FluxPipeline passes them")
 
     class Out(Outputs):
         plan: PlanSocket
@@ -76,7 +86,7 @@ class SamplingPlan(Node):
         dynamic = x.time_shift != "static"
         return self.Out(plan=checked_plan(x.schedule, x.steps, x.solver, x.spacing, x.steps_offset, x.denoise,
                                           time_shift=x.time_shift, mu=x.mu if dynamic else None,
-                                          shift_terminal=x.shift_terminal or None))
+                                          shift_terminal=x.shift_terminal or None, sigma_grid=x.sigma_grid))
 
 
 def checked_plan(schedule: Schedule, steps: int, solver: str, spacing: str, steps_offset: int,

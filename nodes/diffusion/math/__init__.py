@@ -29,6 +29,7 @@ from .plan import (
     PlanRequest,
     PlanTables,
     SamplingPlan,
+    SigmaGrid,
     Spacing,
     TimeShift,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Schedule",
     "Seed",
     "Spacing",
+    "SigmaGrid",
     "TimeShift",
     "add_noise",
     "cfg_combine",

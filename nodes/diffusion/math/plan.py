@@ -29,6 +29,10 @@ FinalSigma = Literal["zero", "sigma_min"]
 # s t / (1 + (s - 1) t) (SD3, Esser et al. 2024, sec. 5.3.2); `exponential` and `linear` by a
 # resolution-dependent mu instead (FLUX): e^mu / (e^mu + (1/t - 1)) and mu / (mu + (1/t - 1)).
 TimeShift = Literal["static", "exponential", "linear"]
+# Which evenly spaced sigmas a flow-Euler plan shifts: `training`, the scheduler's own grid between
+# the ends of its training grid (sigma 1 and 1 / T, in float64); `steps`, N sigmas from 1 down to
+# 1 / N in float32, the custom sigmas FluxPipeline passes to set_timesteps.
+SigmaGrid = Literal["training", "steps"]
 # How a plan's samples mix data and noise; it decides q(x_t | x_0) (`add_noise`), whether the
 # model input is rescaled (`scale_model_input`) and the VP pair DPM-Solver works with:
 #   alpha_bar  sqrt(ab_t) x0 + sqrt(1 - ab_t) eps from the alpha_bar tables (DDPM eq. 4)
@@ -40,6 +44,7 @@ Parameterization = Literal["alpha_bar", "ve", "vp", "flow"]
 SPACINGS: tuple[str, ...] = get_args(Spacing)
 FINAL_SIGMAS: tuple[str, ...] = get_args(FinalSigma)
 TIME_SHIFTS: tuple[str, ...] = get_args(TimeShift)
+SIGMA_GRIDS: tuple[str, ...] = get_args(SigmaGrid)
 PARAMETERIZATIONS: tuple[str, ...] = get_args(Parameterization)
 
 
@@ -143,7 +148,8 @@ class PlanRequest:
     `set_alpha_to_one` and `final_sigma` are read only by the builders of solvers whose row
     accepts them (diffusers' `set_alpha_to_one` and `final_sigmas_type`), and so are the flow
     options: `time_shift` with its `mu` (FlowMatchEulerDiscreteScheduler's `use_dynamic_shifting`,
-    `time_shift_type` and `set_timesteps(mu=...)`) and `shift_terminal` (None: no stretch).
+    `time_shift_type` and `set_timesteps(mu=...)`), `shift_terminal` (None: no stretch) and
+    `sigma_grid` (the sigmas shifted: the scheduler's own, or FluxPipeline's custom ones).
     """
 
     schedule: Schedule
@@ -155,6 +161,7 @@ class PlanRequest:
     time_shift: str = "static"
     mu: float | None = None
     shift_terminal: float | None = None
+    sigma_grid: str = "training"
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,6 +206,10 @@ def _check_flow_shift(request: PlanRequest) -> None:
     dynamic shift replaces the schedule's static one (diffusers ignores `shift` then; we refuse
     to, so a set shift is never silently dropped)."""
     time_shift, mu, terminal = request.time_shift, request.mu, request.shift_terminal
+    if request.sigma_grid not in SIGMA_GRIDS:
+        raise ArgumentError(
+            "sigma_grid", f"sigma_grid must be one of {SIGMA_GRIDS}, got {request.sigma_grid!r}"
+        )
     if time_shift not in TIME_SHIFTS:
         raise ArgumentError("time_shift", f"time_shift must be one of {TIME_SHIFTS}, got {time_shift!r}")
     if time_shift == "static":
@@ -389,7 +400,8 @@ def dpm_plan(request: PlanRequest) -> PlanTables:
 
 def flow_euler_plan(request: PlanRequest) -> PlanTables:
     """FlowMatchEulerDiscreteScheduler.set_timesteps, with a static shift (SD3) or a dynamic
-    one from `mu` (FLUX, `use_dynamic_shifting`), and the optional `shift_terminal` stretch."""
+    one from `mu` (FLUX, `use_dynamic_shifting`), the optional `shift_terminal` stretch, and on
+    the scheduler's own sigma grid or FluxPipeline's (`sigma_grid`)."""
     schedule, steps = request.schedule, request.steps
     train_steps = schedule.num_train_timesteps
     dynamic = request.time_shift != "static"
@@ -397,11 +409,16 @@ def flow_euler_plan(request: PlanRequest) -> PlanTables:
     # (sigma = 1 and 1 / T), *already shifted* for a static shift, and then shifts again in
     # float64, so the last sigma is shift(shift(1 / T)). A dynamic shift leaves the training
     # grid as it is and shifts once. Reproduced for parity.
-    training_ends = torch.tensor([train_steps, 1], dtype=torch.float32) / train_steps
-    if not dynamic:
-        training_ends = schedule.shift_sigmas(training_ends)
-    sigma_max, sigma_min = training_ends.tolist()
-    unshifted = np.linspace(sigma_max * train_steps, sigma_min * train_steps, steps) / train_steps
+    if request.sigma_grid == "steps":
+        # FluxPipeline's sigmas: np.linspace(1, 1 / N, N), which set_timesteps turns into float32
+        # before shifting (so the shift runs in float32 here).
+        unshifted = np.linspace(1.0, 1 / steps, steps).astype(np.float32)
+    else:
+        training_ends = torch.tensor([train_steps, 1], dtype=torch.float32) / train_steps
+        if not dynamic:
+            training_ends = schedule.shift_sigmas(training_ends)
+        sigma_max, sigma_min = training_ends.tolist()
+        unshifted = np.linspace(sigma_max * train_steps, sigma_min * train_steps, steps) / train_steps
     if dynamic:
         assert request.mu is not None  # check_plan_request
         shifted = _dynamic_time_shift(request.time_shift, float(request.mu), unshifted)

@@ -63,8 +63,9 @@ from .heun import HeunCorrection, HeunStep, heun_correction, heun_step
 DISCRETE = ("epsilon", "v_prediction")
 FLOW = ("flow_prediction",)
 # The optional make_plan arguments a row may accept (diffusers' set_alpha_to_one, final_sigmas_type;
-# FlowMatchEulerDiscreteScheduler's time_shift_type with set_timesteps' mu, and shift_terminal).
-PLAN_OPTIONS = ("set_alpha_to_one", "final_sigma", "time_shift", "shift_terminal")
+# FlowMatchEulerDiscreteScheduler's time_shift_type with set_timesteps' mu, shift_terminal, and
+# the sigmas FluxPipeline passes to set_timesteps).
+PLAN_OPTIONS = ("set_alpha_to_one", "final_sigma", "time_shift", "shift_terminal", "sigma_grid")
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ SOLVER_TABLE: tuple[SolverSpec, ...] = (
         step=flow_euler_step,
         step_node=FlowEulerStep,
         prediction_types=FLOW,
-        plan_options=("time_shift", "shift_terminal"),
+        plan_options=("time_shift", "shift_terminal", "sigma_grid"),
     ),
     SolverSpec(
         name="flow_dpmpp_2m",
@@ -294,6 +295,7 @@ def make_plan(
     time_shift: str = "static",
     mu: float | None = None,
     shift_terminal: float | None = None,
+    sigma_grid: str = "training",
 ) -> SamplingPlan:
     """Build the plan diffusers' scheduler for `solver` would after `set_timesteps(steps)`.
 
@@ -317,6 +319,8 @@ def make_plan(
             `set_timesteps(mu=...)`; the schedule's shift must then be 1).
         shift_terminal: solvers whose row accepts it only; None, or the value in (0, 1) the
             last sigma is stretched to (diffusers' `shift_terminal`).
+        sigma_grid: solvers whose row accepts it only; 'training' (the scheduler's own evenly
+            spaced sigmas) or 'steps' (FluxPipeline's custom sigmas, 1 down to 1 / steps).
     """
     if not isinstance(schedule, Schedule):
         raise ArgumentError("schedule", f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -345,10 +349,12 @@ def make_plan(
         time_shift,
         mu,
         shift_terminal,
+        sigma_grid,
     )
     for option, given in (
         ("time_shift", time_shift != "static" or mu is not None),
         ("shift_terminal", shift_terminal is not None),
+        ("sigma_grid", sigma_grid != "training"),
     ):
         if given and option not in spec.plan_options:
             raise ArgumentError(
