@@ -42,7 +42,7 @@ class Denoise(Node):
                 sample, x.plan.timestep_on(x.step, sample.device), x.positive, x.negative
             )
         except ArgumentError as err:
-            if err.argument not in ("positive", "negative"):
+            if err.argument not in ("positive", "negative", "sample"):
                 raise
             raise InputError(err.argument, str(err)) from None
         return self.Out(cond={"samples": cond}, uncond={"samples": cond if uncond is None else uncond})

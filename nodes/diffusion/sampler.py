@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ...executor.graph_builder import GraphBuilder, NodeRef
-from ...executor.node import Expand, Input, Inputs, Node, Outputs, ParentInput
+from ...executor.node import Expand, Input, InputError, Inputs, Node, Outputs, ParentInput
 from ...executor.types import Latent
-from .noise_nodes import SEED_MAX
+from .math import ArgumentError
+from .noise_nodes import SEED_MAX, samples_of
 from .schedule_nodes import checked_plan
 from .sockets import DenoiserSocket, RngSocket, ScheduleSocket, TextEmbedsSocket
 from .solvers import SOLVERS, Solver, SolverSpec
@@ -74,7 +75,8 @@ def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, 
     schedule = P("schedule") if x.schedule is not None else g.node(
         "LG_DenoiserSchedule", id="schedule", denoiser=P("denoiser")).out()
     plan = g.node("LG_SamplingPlan", id="plan", schedule=schedule, steps=P("steps"), solver=P("solver"),
-                  spacing=x.denoiser.spacing, steps_offset=x.denoiser.steps_offset, denoise=P("denoise"))
+                  spacing=x.denoiser.spacing, steps_offset=x.denoiser.steps_offset, denoise=P("denoise"),
+                  **denoiser_plan_options(x))
     # img2img pipelines draw the VAE sample and then the noise from one generator: continue it.
     stream = {"rng": P("rng")} if x.rng is not None else {}
     noise = g.node("LG_Noise", id="noise", like=P("latent"), seed=P("seed"), **stream)
@@ -132,6 +134,29 @@ def _correction(g: GraphBuilder, spec: SolverSpec, stage: NodeRef, predicted: li
                   plan=plan, step=i, stage=stage_out)
 
 
+def denoiser_plan_options(x: Any) -> dict[str, Any]:
+    """The plan options the denoiser asks for on this latent (``plan_options``, if it has it):
+    FLUX's resolution-dependent shift mu and its pipeline's sigmas, SD3 with dynamic shifting its
+    mu. A denoiser that finds the latent unfit (FLUX's 2x2 patches) raises ArgumentError."""
+    ask = getattr(x.denoiser, "plan_options", None)
+    if ask is None:
+        return {}
+    try:
+        options: dict[str, Any] = ask(samples_of(x.latent, "latent"))
+    except ArgumentError as err:
+        raise InputError("latent", str(err)) from None
+    needed = {PLAN_OPTION_OF.get(name, name) for name in options}
+    if not needed <= set(SOLVERS[x.solver].plan_options):
+        takes = [spec.name for spec in SOLVERS.values() if needed <= set(spec.plan_options)]
+        raise InputError("solver", f"this denoiser samples with {', '.join(sorted(options))} (as its pipeline "
+                                   f"does), which solver '{x.solver}' does not take; use {' or '.join(takes)}")
+    return options
+
+
+# The make_plan option each plan input belongs to (mu goes with time_shift).
+PLAN_OPTION_OF = {"mu": "time_shift"}
+
+
 def _plan_length(x: Any) -> int:
     """Steps the plan will hold after img2img truncation (built here to size the unrolling)."""
     own = x.schedule is not None
@@ -139,7 +164,7 @@ def _plan_length(x: Any) -> int:
     # The spacing and offset, and unless given the schedule, are the denoiser's.
     inputs = {"spacing": "denoiser", "steps_offset": "denoiser", **({} if own else {"schedule": "denoiser"})}
     return len(checked_plan(schedule, x.steps, x.solver, x.denoiser.spacing, x.denoiser.steps_offset,
-                            x.denoise, inputs))
+                            x.denoise, inputs, **denoiser_plan_options(x)))
 
 
 NODES = [DenoiserSchedule, Sampler]
