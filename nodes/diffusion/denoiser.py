@@ -21,11 +21,14 @@ from .math import ArgumentError, Schedule
 @dataclass(frozen=True, eq=False)
 class TextEmbeds:
     """Per-token embeddings (B, L, D), an optional attention mask (B, L), an optional pooled
-    embedding (B, D), as a text encoder hands them to a denoiser."""
+    embedding (B, D), as a text encoder hands them to a denoiser; ``guidance`` is the distilled
+    guidance scale a guidance-embedding model (FLUX.1-dev) is conditioned on, if one was set
+    (LG_FluxGuidance, as ComfyUI's FluxGuidance sets it on the conditioning)."""
 
     embeddings: torch.Tensor
     mask: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
+    guidance: float | None = None
 
     @property
     def batch(self) -> int:
@@ -43,7 +46,7 @@ class TextEmbeds:
         def rep(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.repeat_interleave(times, dim=0)
 
-        return TextEmbeds(rep(self.embeddings), rep(self.mask), rep(self.pooled))
+        return TextEmbeds(rep(self.embeddings), rep(self.mask), rep(self.pooled), self.guidance)
 
     @staticmethod
     def cat(first: TextEmbeds, second: TextEmbeds) -> TextEmbeds:
@@ -59,7 +62,7 @@ class TextEmbeds:
             return None if a is None or b is None else torch.cat([a, b])
 
         return TextEmbeds(join(first.embeddings, second.embeddings), join(first.mask, second.mask),
-                          join(first.pooled, second.pooled))
+                          join(first.pooled, second.pooled), second.guidance)
 
 
 @runtime_checkable
