@@ -1,0 +1,248 @@
+"""The Ray backend: connect to a cluster, start the workers, send them prompts, follow them.
+
+``Cluster`` is what the server's runner and ``latentgraph batch`` share. ``dispatch`` routes a
+job (``router.py``) and starts it on its worker; ``follow`` streams the worker's events to a
+callback, writes the files they carry into this side's folders (``files.py``) and returns how
+the prompt ended. A worker that dies (its process killed, its machine gone) makes ``follow``
+raise :class:`WorkerLost`; the worker is dropped from the router, and the caller puts the prompt
+back in its queue, where the next free worker takes it.
+
+Ray is imported only here and only when a cluster is asked for: without the ``ray`` extra
+everything else works, and asking for a cluster says how to get it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..executor import Event, Folders
+from .files import OutputPlacer
+from .keys import routing_keys
+from .protocol import ERROR, EventItem, Finished, Job
+from .router import Router
+from .worker import Worker, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+#: How long connecting may take to find out that an address answers at all.
+PROBE_TIMEOUT_S = 3.0
+#: How long the workers may take to come up (each imports torch and the node pack).
+START_TIMEOUT_S = 180.0
+
+EventCallback = Callable[[Event, "bytes | None"], None]
+
+
+class ClusterUnavailable(RuntimeError):
+    """No cluster to run on: Ray is not installed, the address does not answer, no worker
+    started. The message is one line, for the user."""
+
+
+class WorkerLost(RuntimeError):
+    """The worker running a prompt died before it finished; the prompt should be queued again."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        super().__init__(f"worker {worker} died")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnavailable(
+            "Ray is not installed; install the ray extra: pip install 'latentgraph[ray]'") from None
+    return ray
+
+
+def connect(address: str) -> bool:
+    """Join the cluster at ``address`` (``HOST:PORT`` of its head), or start one on this machine
+    for ``auto``; returns whether this process started it (and so should shut it down). A
+    process already connected (``ray.init`` called before) keeps its connection."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address == "auto":
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return True
+    _probe(address)
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
+        raise ClusterUnavailable(f"cannot join the Ray cluster at {address}: {_first_line(err)}") from None
+    return False
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at ``address``."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise ClusterUnavailable(f"--ray {address!r}: expected HOST:PORT (the head's address) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        raise ClusterUnavailable(
+            f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@dataclass
+class Dispatch:
+    """A job sent to a worker, not yet followed to its end."""
+
+    worker: str
+    job: Job
+    stream: Any  # ray.ObjectRefGenerator
+
+
+class Cluster:
+    """The workers of one server (or batch), their router and what comes back from them."""
+
+    def __init__(self, settings: WorkerSettings, folders: Folders, *, capacity: int = 2,
+                 slack: int = 1, owns_ray: bool = False) -> None:
+        self.ray = import_ray()
+        self.settings = settings
+        self.router = Router(capacity=capacity, slack=slack)
+        self.placer = OutputPlacer(folders)
+        self.actors: dict[str, Any] = {}
+        self.owns_ray = owns_ray
+        self._serial = 0
+
+    @classmethod
+    def start(cls, address: str, settings: WorkerSettings, folders: Folders, *,
+              workers: int | None = None, timeout_s: float = START_TIMEOUT_S, **options: Any) -> Cluster:
+        """Connect and start ``workers`` workers (default: one per GPU of the cluster, else one per
+        CPU); raises :class:`ClusterUnavailable` with one line saying why not."""
+        owns = connect(address)
+        cluster = cls(settings, folders, owns_ray=owns, **options)
+        try:
+            cluster.add_workers(workers, timeout_s)
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    def add_workers(self, count: int | None = None, timeout_s: float = START_TIMEOUT_S) -> list[str]:
+        ray = self.ray
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if count is None:
+            count = gpus or int(resources.get("CPU", 1)) or 1
+        slot = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        actor_class = ray.remote(concurrency_groups={"runs": 1, "control": 1})(Worker)
+        started: dict[str, Any] = {}
+        for _ in range(count):
+            self._serial += 1
+            name = f"w{self._serial}"
+            started[name] = actor_class.options(
+                **slot, max_restarts=0).remote(name, self.settings)
+        try:
+            ray.get([a.ready.options(concurrency_group="control").remote() for a in started.values()],
+                    timeout=timeout_s)
+        except Exception as err:
+            for actor in started.values():
+                ray.kill(actor)
+            kind = "GPU" if gpus else "CPU"
+            raise ClusterUnavailable(f"{count} worker(s) (one {kind} each) did not start within "
+                                     f"{timeout_s:.0f} s: {_first_line(err)}") from None
+        for name, actor in started.items():
+            self.actors[name] = actor
+            self.router.add(name)
+        return list(started)
+
+    # --- running -------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> int:
+        return len(self.actors)
+
+    def has_room(self) -> bool:
+        return self.router.has_room()
+
+    def dispatch(self, job: Job) -> Dispatch | None:
+        """Route ``job`` and start it; None when every worker is full (or none is left)."""
+        keys = list(routing_keys(job.prompt).values())
+        name = self.router.choose(keys)
+        if name is None:
+            return None
+        self.router.dispatched(name, job.prompt_id, keys)
+        stream = self.actors[name].run.options(concurrency_group="runs").remote(job)
+        return Dispatch(name, job, stream)
+
+    async def follow(self, dispatch: Dispatch, on_event: EventCallback | None = None) -> Finished:
+        """Stream the run's events to ``on_event`` (event, preview PNG) and return its end."""
+        exceptions = self.ray.exceptions
+        name = dispatch.worker
+        final: Finished | None = None
+        try:
+            async for ref in dispatch.stream:
+                item = await ref
+                if isinstance(item, Finished):
+                    final = item
+                elif isinstance(item, EventItem) and on_event is not None:
+                    on_event(self._placed_event(name, item), item.preview)
+        except exceptions.RayActorError:
+            self.lose(name)
+            raise WorkerLost(name) from None
+        except exceptions.RayError as err:  # the stream broke some other way: reported, not retried
+            final = Finished(ERROR, message=f"the worker's stream failed: {_first_line(err)}")
+        if final is None:
+            final = Finished(ERROR, message="the worker ended the run without a result")
+        self.router.finished(name, dispatch.job.prompt_id, final.held or None)
+        ui = {node: self.placer.place(name, out, final.files) for node, out in final.ui.items()}
+        return replace(final, ui=ui, files={})
+
+    def _placed_event(self, worker: str, item: EventItem) -> Event:
+        event = item.event
+        output = event.data.get("output")
+        if event.type == "executed" and isinstance(output, dict):
+            return Event(event.type, {**event.data, "output": self.placer.place(worker, output, item.files)})
+        return event
+
+    def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Interrupt ``prompt_id`` wherever it is (queued on a worker or running), or, without
+        one, every prompt the workers have."""
+        found = False
+        for name, worker in list(self.router.workers.items()):
+            for pid in list(worker.in_flight):
+                if prompt_id is None or pid == prompt_id:
+                    found = True
+                    self.actors[name].interrupt.options(concurrency_group="control").remote(pid)
+        return found
+
+    def in_flight(self) -> list[str]:
+        return [pid for w in self.router.workers.values() for pid in w.in_flight]
+
+    def lose(self, name: str) -> list[str]:
+        """Drop a dead worker; returns the prompts it had (each of their ``follow`` raises too)."""
+        actor = self.actors.pop(name, None)
+        prompts = self.router.remove(name)
+        if actor is not None:
+            log.warning("worker %s died; %d prompt(s) it had go back to the queue", name, len(prompts))
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone
+                pass
+        return prompts
+
+    def close(self) -> None:
+        ray = self.ray
+        for actor in self.actors.values():
+            try:
+                ray.get(actor.close.options(concurrency_group="control").remote(), timeout=5)
+            except Exception:
+                pass
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        self.actors.clear()
+        if self.owns_ray and ray.is_initialized():
+            ray.shutdown()
