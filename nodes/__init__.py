@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from .common.families import Families
 
 # Sub-packages in load order; each exposes NODES.
-FAMILIES = ("core", "diffusion", "shapes", "var", "ldm", "sana", "stylegan")
+FAMILIES = ("core", "diffusion", "shapes", "var", "ldm", "sana", "stylegan", "sd3", "flux")
 # Model families the shared loaders read, in the order they are asked about a file; each
 # sub-package exposes FAMILY (a ``common.families.Family``).
-MODEL_FAMILIES = ("ldm", "sana", "var", "stylegan")
+MODEL_FAMILIES = ("ldm", "sana", "var", "stylegan", "sd3", "flux")
 
 
 def _package(name: str) -> ModuleType:

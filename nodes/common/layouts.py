@@ -69,6 +69,4 @@ FOREIGN_LAYOUTS: tuple[Layout, ...] = (
         wrapped=False,
     ),
     Layout("pixart", "a PixArt DiT", ("x_embedder.proj.weight", "blocks.0.mlp.fc1.weight")),
-    Layout("flux", "a Flux transformer", ("double_blocks.0.img_attn.qkv.weight",)),
-    Layout("sd3", "an SD3 MMDiT", ("joint_blocks.0.x_block.attn.qkv.weight",), wrapped=False),
 )
