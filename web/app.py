@@ -82,6 +82,10 @@ async def _queue_lifecycle(app: web.Application) -> AsyncIterator[None]:
                  store.requeued_on_open)
     state.open_store = store
     state.open_runner = PromptRunner(state.executor, store, state.hub)
+    if state.config.ray_address:  # a cluster that cannot be had is logged; prompts then run here
+        from .cluster_runner import cluster_runner
+
+        state.open_runner = await cluster_runner(state, store) or state.open_runner
     if state.config.run_queue:
         state.open_runner.start()
     try:

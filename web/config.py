@@ -44,6 +44,10 @@ class ServerConfig:
     # width x height x frames (or batch), and frames per file. See executor/limits.py.
     max_pixels: int = Limits.max_pixels
     max_frames: int = Limits.max_frames
+    # Run prompts on a Ray cluster (HOST:PORT of its head, or "auto" to start one here) with
+    # ray_workers workers (None: one per GPU of the cluster, else per CPU). See web/cluster_runner.py.
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
