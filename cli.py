@@ -1,4 +1,4 @@
-"""The ``latentgraph`` command: run, validate, convert, list nodes, serve, submit.
+"""The ``latentgraph`` command: run, batch, validate, convert, list nodes, serve, submit.
 
 Exit codes: 0 success, 1 a node failed at run time (named), 2 the workflow is invalid (every
 problem listed) or is not a workflow at all.
@@ -124,10 +124,24 @@ class _Progress:
         self.graph.close()
 
 
+def _folders(args: argparse.Namespace) -> Any:
+    """The folders of ``run`` and ``batch``: DATA_DIR's, or those the flags name."""
+    from .executor import Folders
+    from .executor.context import PACKAGE_MODELS
+
+    data_dir = Path(args.data_dir)
+    return Folders(
+        input=Path(args.input_dir) if args.input_dir else data_dir / "input",
+        output=Path(args.output_dir) if args.output_dir else data_dir / "output",
+        temp=data_dir / "temp",
+        models=Path(args.models_dir) if args.models_dir else data_dir / "models",
+        more_models=(PACKAGE_MODELS,),  # the shipped weights, found from any working directory
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import Executor, load_workflow
-    from .executor import Folders, Interrupted, NodeFailed, WorkflowFormatError, WorkflowInvalid
-    from .executor.context import PACKAGE_MODELS
+    from .executor import Interrupted, NodeFailed, WorkflowFormatError, WorkflowInvalid
 
     try:
         workflow = load_workflow(args.workflow)
@@ -141,14 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.set:
         workflow.ui = None  # the editor layout no longer matches the overridden graph
-    data_dir = Path(args.data_dir)
-    folders = Folders(
-        input=Path(args.input_dir) if args.input_dir else data_dir / "input",
-        output=Path(args.output_dir) if args.output_dir else data_dir / "output",
-        temp=data_dir / "temp",
-        models=Path(args.models_dir) if args.models_dir else data_dir / "models",
-        more_models=(PACKAGE_MODELS,),  # the shipped weights, found from any working directory
-    )
+    folders = _folders(args)
     try:
         executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders,
                             limits=_limits(args))
@@ -320,6 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth_token=args.auth_token, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, max_frames=args.max_frames,
         max_body_mb=args.max_body_mb, max_prompt_nodes=args.max_prompt_nodes or None,
+        ray_address=args.ray, ray_workers=args.ray_workers,
     )
     try:
         serve(config)
@@ -330,6 +338,129 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _format_error(str(err), False)
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def _sweeps(args: argparse.Namespace, nodes: dict[str, Any]) -> list[Any]:
+    """The ``--sweep`` flags against the workflow (SweepError names the flag at fault)."""
+    from .cluster.sweep import check_size, parse_sweep
+    from .nodes import default_registry
+
+    registry = default_registry()
+
+    def input_names(class_type: str) -> list[str] | None:
+        cls = registry.get(class_type)
+        return list(cls.spec.inputs) if cls is not None else None
+
+    def parse(text: str, call: Any, name: str) -> Any:
+        return _parse_value(text, _input_type(call, name))
+
+    sweeps = [parse_sweep(flag, nodes, input_names, parse) for flag in args.sweep or []]
+    check_size(sweeps)
+    return sweeps
+
+
+def _combination(sweeps: Sequence[Any], prompt: dict[str, Any]) -> str:
+    return ", ".join(f"{s.node_id}.{s.input}={json.dumps(prompt[s.node_id]['inputs'][s.input])}"
+                     for s in sweeps) or "the workflow as it is"
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import uuid
+
+    from tqdm import tqdm
+
+    from .api import Executor, load_workflow
+    from .cluster.batch import BatchReport, run_local
+    from .cluster.protocol import Job
+    from .cluster.sweep import SweepError, count, prompts
+    from .executor import WorkflowFormatError
+
+    try:
+        workflow = load_workflow(args.workflow)
+    except WorkflowFormatError as err:
+        _format_error(str(err), False)
+        return EXIT_INVALID
+    problems = apply_overrides(workflow.nodes, args.set or [])
+    try:
+        sweeps = _sweeps(args, workflow.nodes) if not problems else []
+    except SweepError as err:
+        problems.append(str(err))
+    if problems:
+        for p in problems:
+            _format_error(p, False)
+        return EXIT_INVALID
+    folders = _folders(args)
+    try:
+        executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders,
+                            limits=_limits(args))
+    except ValueError as err:
+        _format_error(str(err), False)
+        return EXIT_RUNTIME
+    total, tag = count(sweeps), uuid.uuid4().hex[:8]
+    for index, prompt in enumerate(prompts(workflow.nodes, sweeps), 1):  # all valid before any runs
+        issues = executor.validate(prompt)
+        if issues:
+            print(f"prompt {index} of {total} ({_combination(sweeps, prompt)}):", file=sys.stderr)
+            _print_issues(issues, False)
+            return EXIT_INVALID
+    jobs = (Job(f"{tag}-{i}", prompt) for i, prompt in enumerate(prompts(workflow.nodes, sweeps), 1))
+    report = BatchReport()
+    bar = tqdm(total=total, unit="prompt", desc="prompts", disable=not sys.stderr.isatty())
+
+    def done(job: Any, outcome: Any) -> None:
+        report.record(job, outcome)
+        bar.update(1)
+        if outcome.status != "success":
+            bar.write(f"error: prompt {job.prompt_id.rsplit('-', 1)[1]} of {total} "
+                      f"({_combination(sweeps, job.prompt)}): {outcome.message}", file=sys.stderr)
+
+    try:
+        left = _batch_on_cluster(args, folders, jobs, done, report) if args.ray else list(jobs)
+        if left is None:
+            return EXIT_RUNTIME
+        if left and args.ray:
+            print(f"warning: no worker left; running the last {len(left)} prompt(s) here",
+                  file=sys.stderr)
+        run_local(executor, left, done)
+    except KeyboardInterrupt:
+        _format_error(f"interrupted after {report.done} of {total} prompt(s)", False)
+        return EXIT_RUNTIME
+    finally:
+        bar.close()
+    where = {"output": folders.output, "temp": folders.temp}
+    print(f"ran {report.done} prompt(s), {len(report.failed)} failed"
+          + (f", {report.lost_workers} worker(s) lost" if report.lost_workers else ""))
+    for img in report.files:
+        print(f"wrote {where.get(img.get('type'), folders.output) / img.get('subfolder', '') / img['filename']}")
+    return EXIT_RUNTIME if report.failed else EXIT_OK
+
+
+def _batch_on_cluster(args: argparse.Namespace, folders: Any, jobs: Any, done: Any, report: Any) -> Any:
+    """Run ``jobs`` on the cluster at ``--ray``; the jobs left if every worker died, None if
+    there is no cluster to run on (the error is printed)."""
+    import asyncio
+
+    from .cluster.backend import Cluster, ClusterUnavailable
+    from .cluster.batch import run_on_cluster
+    from .cluster.worker import WorkerSettings
+
+    settings = WorkerSettings(
+        input_dir=str(folders.input.resolve()), models_dir=str(folders.models.resolve()),
+        device=args.device, absolute_models=True, models_hint="pass --models-dir DIR to search another folder",
+        limits=_limits(args), more_models=tuple(str(p) for p in folders.more_models),
+    )
+    try:
+        cluster = Cluster.start(args.ray, settings, folders, workers=args.workers)
+    except ClusterUnavailable as err:
+        _format_error(str(err), False)
+        return None
+
+    started = cluster.alive
+    try:
+        return asyncio.run(run_on_cluster(cluster, jobs, done))
+    finally:
+        report.lost_workers = started - cluster.alive
+        cluster.close()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -449,7 +580,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest JSON body accepted, such as a prompt with its editor layout (default 32)")
     serve.add_argument("--max-prompt-nodes", type=int, default=50_000,
                        help="most nodes one posted prompt may have (default 50000; 0: no limit)")
+    serve.add_argument("--ray", metavar="ADDRESS",
+                       help="run prompts on the Ray cluster at ADDRESS (HOST:PORT of its head), or auto to "
+                            "start one here; if it cannot be reached the server says so and runs them itself")
+    serve.add_argument("--ray-workers", type=int, metavar="N",
+                       help="with --ray: how many workers (default one per GPU of the cluster, else per CPU)")
     serve.set_defaults(func=cmd_serve)
+
+    batch = sub.add_parser("batch", help="run a workflow over sweeps of its inputs, here or on a Ray cluster")
+    batch.add_argument("workflow")
+    batch.add_argument("--sweep", action="append", metavar="NODE_ID.INPUT=VALUES",
+                       help="values for one input: A..B (integers), @FILE (one per line) or a JSON list; "
+                            "several sweeps make every combination, the first flag outermost")
+    batch.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
+    batch.add_argument("--ray", metavar="ADDRESS",
+                       help="run on the Ray cluster at ADDRESS (HOST:PORT of its head), or auto to start one here")
+    batch.add_argument("--workers", type=int, metavar="N",
+                       help="with --ray: how many workers (default one per GPU of the cluster, else per CPU)")
+    batch.add_argument("--output-dir", help="where LG_SaveImage writes (default DATA_DIR/output)")
+    batch.add_argument("--input-dir", help="where LG_LoadImage reads (default DATA_DIR/input)")
+    batch.add_argument("--models-dir", help="where loaders look for weights first (default DATA_DIR/models)")
+    batch.add_argument("--data-dir", default=".", help="root of input/, output/, temp/, models/ (default .)")
+    batch.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    batch.add_argument("--cache-dir", help="keep expensive results on disk here for later runs")
+    _add_limit_options(batch)
+    batch.set_defaults(func=cmd_batch)
 
     submit = sub.add_parser("submit", help="queue a workflow on a running server and follow its progress")
     submit.add_argument("workflow")
@@ -468,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    if args.command in ("run", "serve"):
+    if args.command in ("run", "serve", "batch"):
         from .executor.run import settle_heap
         from .nodes import default_registry
 
