@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
+#: The SD3 architectures the tiny MM-DiTs come in.
+SD3_VARIANTS = ("sd3", "sd35_large", "sd35_medium")
 #: Text widths of the tiny text encoders the transformers are conditioned on (CLIP-L, CLIP-G, T5).
 CLIP_L, CLIP_G, T5 = 32, 32, 32
 
