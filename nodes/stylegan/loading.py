@@ -35,7 +35,7 @@ SUFFIXES = PICKLE_SUFFIXES + STATE_DICT_SUFFIXES
 CONFIG_METADATA_KEY = "stylegan2_config"
 #: marker keys of layouts that are not this generator, and what they are
 OTHER_LAYOUTS = {
-    "synthesis.input.affine.weight": "a StyleGAN3 (alias-free) generator, which latentgraph does "
+    "synthesis.input.": "a StyleGAN3 (alias-free) generator, which latentgraph does "
                                      "not implement",
     "style.1.weight": "rosinality's stylegan2-pytorch layout, which latentgraph does not read "
                       "(export the generator in the NVlabs layout)",
@@ -45,8 +45,8 @@ _BLOCK = re.compile(r"^synthesis\.b(\d+)\.")
 
 
 def _refuse_other(keys: set[str], source: str) -> None:
-    for marker, what in OTHER_LAYOUTS.items():
-        if marker in keys or any(k.endswith("." + marker) for k in keys):
+    for marker, what in OTHER_LAYOUTS.items():  # a marker ending in "." is a key prefix
+        if any(k == marker or (marker.endswith(".") and k.startswith(marker)) for k in keys):
             raise CheckpointError(f"{source} holds {what}")
     if not {"synthesis.b4.const", "mapping.fc0.weight"} <= keys:
         raise CheckpointError(f"{source} holds no StyleGAN2 generator (no synthesis.b4.const and "
@@ -154,8 +154,6 @@ def read_network_pickle(path: Path) -> tuple[StateDict, dict[str, Any]]:
                               f"{found})")
     if record.class_name != "Generator":
         raise CheckpointError(f"{source}: G_ema is a {record.class_name}, not a Generator")
-    if "synthesis.input" in record.module_src or "SynthesisInput" in record.module_src:
-        raise CheckpointError(f"{source} holds {OTHER_LAYOUTS['synthesis.input.affine.weight']}")
     kwargs = record.init_kwargs
     names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
     kwargs.update(zip(names, record.init_args, strict=False))  # positional ones, if any
