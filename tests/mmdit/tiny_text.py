@@ -1,0 +1,316 @@
+"""Tiny seeded text encoders and 16-channel VAE of SD3 / FLUX, built with transformers' and
+diffusers' own classes, their tokenizers built here, and writers of the single-file layouts users
+have (ComfyUI's clip_l / clip_g / t5xxl files, the ``text_encoders.*`` of an all-in-one
+checkpoint, BFL's ``ae.safetensors``).
+
+Conventions the single-file loaders read off shapes hold at toy size: 64-dim CLIP heads (so a
+width under 64 has one head), the full 49408-token CLIP vocabulary (single files use the bundled
+BPE vocabulary, so the folder tokenizers here are built from it too, and a file and its folder
+copy tokenise alike), T5 v1.1's gated GELU and 32 relative-attention buckets, GroupNorm 32 in
+the VAE. The LDM-layout VAE writer is the inverse of diffusers' converter, written from its map;
+were it wrong, the strict load would refuse the file.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+from latentgraph.nodes.ldm.clip import bundled_tokenizer, bundled_vocabulary
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+#: widths of the tiny CLIP-L, CLIP-G and T5 (the tiny transformers are conditioned on them)
+CLIP_L, CLIP_G, T5 = 32, 32, 32
+CLIP_VOCAB = 49408
+FLUX_FACTORS = (0.3611, 0.1159)
+SD3_FACTORS = (1.5305, 0.0609)
+VAE_LEVELS, VAE_LAYERS = 2, 1
+IMAGE = 32  # pixels of the test images; the tiny VAE downsamples by 2
+
+_WORDS = "a an the of red blue green circle square triangle photo cat dog on in big small".split()
+
+
+def clip_config(width: int, act: str, layers: int = 2) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=CLIP_VOCAB,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, width // 64),
+        max_position_embeddings=77,
+        hidden_act=act,
+        projection_dim=width,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=1,
+    )
+
+
+def clip_l(seed: int = 1, width: int = CLIP_L, projection: bool = True) -> torch.nn.Module:
+    """OpenAI CLIP-L's text tower at toy width (quick GELU); with its projection as SD3 uses
+    it (CLIPTextModelWithProjection), without as FLUX does (CLIPTextModel)."""
+    torch.manual_seed(seed)
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return cls(clip_config(width, "quick_gelu")).eval()
+
+
+def clip_g(seed: int = 2, width: int = CLIP_G) -> torch.nn.Module:
+    """OpenCLIP bigG's text tower at toy width (GELU), with its projection."""
+    torch.manual_seed(seed)
+    return CLIPTextModelWithProjection(clip_config(width, "gelu", layers=3)).eval()
+
+
+def clip_tokenizer(pad: str = "<|endoftext|>") -> CLIPTokenizer:
+    """The bundled CLIP BPE as the pipelines' tokenizers: CLIP-L pads with <|endoftext|>, SD3's
+    CLIP-G (tokenizer_2) with "!"."""
+    if pad == "<|endoftext|>":
+        return bundled_tokenizer()
+    vocab, merges = bundled_vocabulary()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad)
+
+
+def t5_tokenizer() -> T5Tokenizer:
+    """A small unigram T5 tokenizer: T5's specials (<pad> 0, </s> 1, <unk> 2), the word-start
+    symbol, letters and a few words (longer pieces score higher, as a trained model's do)."""
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    pieces += [("\u2581" + c, -4.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    pieces += [("\u2581" + w, -1.0 - 0.01 * i) for i, w in enumerate(_WORDS)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def t5(seed: int = 3, width: int = T5, vocab: int = 128) -> T5EncoderModel:
+    """T5 v1.1's encoder (gated GELU, RMS layer norm, relative position buckets) at toy size."""
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=width,
+        d_kv=8,
+        num_heads=4,
+        d_ff=2 * width,
+        num_layers=2,
+        feed_forward_proj="gated-gelu",
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def vae16(seed: int = 4, factors: tuple[float, float] = FLUX_FACTORS) -> AutoencoderKL:
+    """The SD3/FLUX VAE's architecture (16 latent channels, no quant convs, a shift factor) at
+    toy width and depth."""
+    torch.manual_seed(seed)
+    scaling, shift = factors
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        block_out_channels=(32, 64),
+        layers_per_block=VAE_LAYERS,
+        down_block_types=("DownEncoderBlock2D",) * VAE_LEVELS,
+        up_block_types=("UpDecoderBlock2D",) * VAE_LEVELS,
+        norm_num_groups=32,
+        sample_size=IMAGE,
+        scaling_factor=scaling,
+        shift_factor=shift,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    ).eval()
+
+
+def scheduler() -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(shift=3.0)
+
+
+# --- single-file layouts ------------------------------------------------------------------------
+
+
+def clip_file_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A ComfyUI clip_l / clip_g file: transformers keys under ``text_model.`` (as CLIPTextModel
+    named them before transformers 5) and ``text_projection.weight``."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if not key.startswith(("text_model.", "text_projection.")):
+            key = f"text_model.{key}"
+        out[key] = value.detach().clone().contiguous()
+    return out
+
+
+def t5_file_state(model: T5EncoderModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """A t5xxl file: HF T5 keys, the tied embedding once as ``shared.weight``; ``dtype`` for the
+    fp16 / fp8 (float8_e4m3fn, e5m2) variants."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if key == "encoder.embed_tokens.weight":
+            continue
+        value = value.detach().clone().contiguous()
+        out[key] = value.to(dtype) if dtype is not None else value
+    return out
+
+
+def bundled(clips: dict[str, torch.nn.Module], t5_model: T5EncoderModel | None) -> dict:
+    """The ``text_encoders.*`` of an all-in-one SD3 / FLUX checkpoint, as ComfyUI saves them."""
+    out = {}
+    for name, model in clips.items():
+        out.update(
+            {f"text_encoders.{name}.transformer.{k}": v for k, v in clip_file_state(model).items()}
+        )
+    if t5_model is not None:
+        out.update(
+            {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_file_state(t5_model).items()}
+        )
+    return out
+
+
+def vae16_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderKL keys -> LDM/BFL keys (``ae.safetensors``), any depth."""
+    prefixes = {
+        "encoder.mid_block.attentions.0.": "encoder.mid.attn_1.",
+        "decoder.mid_block.attentions.0.": "decoder.mid.attn_1.",
+    }
+    for part in ("encoder", "decoder"):
+        for j in range(2):
+            prefixes[f"{part}.mid_block.resnets.{j}."] = f"{part}.mid.block_{j + 1}."
+    top = VAE_LEVELS - 1
+    for i in range(VAE_LEVELS):
+        for j in range(VAE_LAYERS):
+            prefixes[f"encoder.down_blocks.{i}.resnets.{j}."] = f"encoder.down.{i}.block.{j}."
+        for j in range(VAE_LAYERS + 1):
+            prefixes[f"decoder.up_blocks.{i}.resnets.{j}."] = f"decoder.up.{top - i}.block.{j}."
+        prefixes[f"encoder.down_blocks.{i}.downsamplers.0."] = f"encoder.down.{i}.downsample."
+        prefixes[f"decoder.up_blocks.{i}.upsamplers.0."] = f"decoder.up.{top - i}.upsample."
+    attention = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.",
+                 "to_out.0.": "proj_out."}
+    out = {}
+    for key, value in state.items():
+        new = key.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
+        for hf, ldm in prefixes.items():
+            if new.startswith(hf):
+                rest = new[len(hf) :]
+                if "attn_1" in ldm:
+                    for a, b in attention.items():
+                        rest = b + rest[len(a) :] if rest.startswith(a) else rest
+                    if rest.endswith("weight") and value.ndim == 2:
+                        value = value[:, :, None, None]  # LDM keeps them as 1x1 convolutions
+                new = ldm + rest
+        out[new] = value.detach().clone().contiguous()
+    return out
+
+
+# --- pipelines, a models folder and a registry reading it ---------------------------------------
+
+
+def sd3_transformer(seed: int = 5) -> torch.nn.Module:
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
+        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=T5,
+        caption_projection_dim=16, pooled_projection_dim=CLIP_L + CLIP_G, pos_embed_max_size=16,
+    ).eval()
+
+
+def flux_transformer(seed: int = 6) -> torch.nn.Module:
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=T5, pooled_projection_dim=CLIP_L,
+        guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+    ).eval()
+
+
+def sd3_pipeline(with_t5: bool = True):
+    from diffusers import StableDiffusion3Pipeline
+
+    return StableDiffusion3Pipeline(
+        transformer=sd3_transformer(),
+        scheduler=scheduler(),
+        vae=vae16(factors=SD3_FACTORS),
+        text_encoder=clip_l(),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=clip_g(),
+        tokenizer_2=clip_tokenizer("!"),
+        text_encoder_3=t5() if with_t5 else None,
+        tokenizer_3=t5_tokenizer() if with_t5 else None,
+    )
+
+
+def flux_pipeline():
+    from diffusers import FluxPipeline
+
+    return FluxPipeline(
+        transformer=flux_transformer(),
+        scheduler=scheduler(),
+        vae=vae16(factors=FLUX_FACTORS),
+        text_encoder=clip_l(projection=False),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5(),
+        tokenizer_2=t5_tokenizer(),
+    )
+
+
+def registry_families():
+    """A registry of SD3 and FLUX stand-in families built from the shared layouts and
+    components (their denoisers are not loaded here), then SD 1.x."""
+    from latentgraph.nodes.common.families import Component, Families, Family
+    from latentgraph.nodes.ldm.family import FAMILY as SD1
+    from latentgraph.nodes.mmdit import layouts as mm
+
+    def no_denoiser(folder, device):
+        raise AssertionError("these tests load no transformer")
+
+    sd3 = Family(
+        name="sd3-text",
+        title="SD3 (text and VAE)",
+        layouts=mm.TEXT_ENCODER_LAYOUTS + mm.AUTOENCODER_LAYOUTS,
+        components={
+            "SD3Transformer2DModel": Component("denoiser", no_denoiser),
+            "CLIPTextModelWithProjection": mm.SD3_TEXT_COMPONENT,
+            "T5EncoderModel": mm.T5_COMPONENT,
+            "AutoencoderKL": mm.VAE16_COMPONENT,
+        },
+        pipeline={
+            "denoiser": ("transformer", "SD3Transformer2DModel"),
+            "text_encoder": ("text_encoder", "CLIPTextModelWithProjection"),
+            "autoencoder": ("vae", "AutoencoderKL"),
+        },
+        reads={"text_encoder": "SD3's CLIP-L, CLIP-G and T5", "autoencoder": "the 16-channel VAE"},
+    )
+    flux = Family(
+        name="flux-text",
+        title="FLUX (text and VAE)",
+        components={
+            "FluxTransformer2DModel": Component("denoiser", no_denoiser),
+            "CLIPTextModel": mm.FLUX_TEXT_COMPONENT,
+            "AutoencoderKL": mm.VAE16_COMPONENT,
+        },
+        pipeline={
+            "denoiser": ("transformer", "FluxTransformer2DModel"),
+            "text_encoder": ("text_encoder", "CLIPTextModel"),
+            "autoencoder": ("vae", "AutoencoderKL"),
+        },
+    )
+    return Families([sd3, flux, SD1], foreign=())
+
+
+def executor(folders):
+    """An executor whose loaders read ``registry_families``, with the MM-DiT text nodes."""
+    from latentgraph.executor import Executor, NodeRegistry
+    from latentgraph.nodes import common, core, diffusion, mmdit
+
+    registry = NodeRegistry()
+    for node in [*core.NODES, *diffusion.NODES, *mmdit.NODES, *common.nodes(registry_families())]:
+        registry.register(node)
+    return Executor(device="cpu", registry=registry, folders=folders)
