@@ -11,14 +11,16 @@ from ..common.families import Family, Layout
 FAMILY = Family(
     name="adm",
     title="ADM (guided-diffusion)",
+    # LDM's U-Net keys descend from guided-diffusion's; ADM's middle block holds a plain
+    # AttentionBlock (qkv) where SD 1.x's holds a SpatialTransformer, which tells them apart.
     layouts=(
         Layout("adm_unet", "an ADM (guided-diffusion) diffusion U-Net",
-               ("time_embed.0.weight", "input_blocks.0.0.weight", "output_blocks."), wrapped=False),
+               ("middle_block.1.qkv.weight", "output_blocks."), wrapped=False),
         # the classifier's head: an attention pool, or a mean pool and a 1x1 conv
         Layout("adm_classifier", "an ADM (guided-diffusion) noisy classifier",
-               ("time_embed.0.weight", "out.2.positional_embedding"), wrapped=False),
+               ("middle_block.1.qkv.weight", "out.2.positional_embedding"), wrapped=False),
         Layout("adm_classifier_mean_pool", "an ADM (guided-diffusion) noisy classifier",
-               ("time_embed.0.weight", "out.3.weight"), wrapped=False),
+               ("middle_block.1.qkv.weight", "out.3.weight"), wrapped=False),
     ),
     loaded_by=("LG_LoadADM", "LG_LoadADMClassifier"),
     half=torch.float16,
