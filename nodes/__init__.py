@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from .common.families import Families
 
 # Sub-packages in load order; each exposes NODES.
-FAMILIES = ("core", "diffusion", "shapes", "var", "ldm", "sana", "stylegan", "mmdit", "sd3", "flux")
+FAMILIES = ("core", "diffusion", "shapes", "var", "ldm", "sana", "stylegan", "mmdit", "sd3", "flux", "adm")
 # Model families the shared loaders read, in the order they are asked about a file; each
 # sub-package exposes FAMILY (a ``common.families.Family``). SD3 comes before SD 1.x so that the
 # MM-DiT text encoders' and 16-channel VAE's single files go to their loaders; FLUX after it, so
 # that CLIPTextModel and AutoencoderKL folders on their own stay SD 1.x's.
-MODEL_FAMILIES = ("sd3", "ldm", "sana", "var", "stylegan", "flux")
+MODEL_FAMILIES = ("sd3", "ldm", "sana", "var", "stylegan", "flux", "adm")
 
 
 def _package(name: str) -> ModuleType:
