@@ -16,13 +16,15 @@ from .single_file import PREFIX, bfl_to_diffusers
 
 #: FluxPipeline's calculate_shift defaults for a config that leaves them out.
 PIPELINE_MAX_SHIFT = 1.15
-#: FLUX.1-dev's and schnell's scheduler_config.json: dynamic shifting between 256 and 4096
-#: tokens, 0.5 to 1.15, exponential time shift; the pipeline passes its own sigmas.
-FLUX = FlowMatch(
+#: FLUX.1-dev's scheduler_config.json: dynamic shifting between 256 and 4096 tokens, 0.5 to
+#: 1.15, exponential time shift; the pipeline passes its own sigmas.
+FLUX_DEV = FlowMatch(
     Schedule("flow", prediction_type="flow_prediction", shift=1.0),
     dynamic=(256, 4096, 0.5, 1.15),
     sigma_grid="steps",
 )
+#: FLUX.1-schnell's: no shift at all (static shift 1.0), on the pipeline's sigmas.
+FLUX_SCHNELL = FlowMatch(Schedule("flow", prediction_type="flow_prediction", shift=1.0), sigma_grid="steps")
 
 
 def model_dtype(device: torch.device) -> torch.dtype:
@@ -31,10 +33,15 @@ def model_dtype(device: torch.device) -> torch.dtype:
     return FAMILY.compute_dtype(device)
 
 
-def scheduler_of(pipeline: Path | None) -> FlowMatch:
+def released_schedule(guidance_embeds: bool) -> FlowMatch:
+    """The scheduler a FLUX.1 release ships with: dev's (guidance-distilled) or schnell's."""
+    return FLUX_DEV if guidance_embeds else FLUX_SCHNELL
+
+
+def scheduler_of(pipeline: Path | None, guidance_embeds: bool) -> FlowMatch:
     config = pipeline / "scheduler" / "scheduler_config.json" if pipeline is not None else None
     if config is None or not config.is_file():
-        return FLUX
+        return released_schedule(guidance_embeds)
     # FluxPipeline passes np.linspace(1, 1/N, N) as sigmas unless the scheduler uses flow sigmas.
     return flow_match(read_json(config), display_name(config), PIPELINE_MAX_SHIFT, "steps")
 
@@ -47,9 +54,9 @@ def _denoiser(config: dict, state: StateDict, name: str, training: FlowMatch, de
 
 
 def transformer_folder(folder: Path, pipeline: Path | None, device: torch.device) -> FluxDenoiser:
-    return _denoiser(
-        folder_config(folder), folder_weights(folder), display_name(folder), scheduler_of(pipeline), device
-    )
+    config = folder_config(folder)
+    training = scheduler_of(pipeline, bool(config.get("guidance_embeds")))
+    return _denoiser(config, folder_weights(folder), display_name(folder), training, device)
 
 
 def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
@@ -59,4 +66,4 @@ def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
     state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
     config, converted = bfl_to_diffusers(state, name)
-    return _denoiser(config, converted, name, FLUX, device)
+    return _denoiser(config, converted, name, released_schedule(config["guidance_embeds"]), device)

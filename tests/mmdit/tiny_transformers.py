@@ -199,3 +199,55 @@ def flux_to_bfl(model: FluxTransformer2DModel) -> dict[str, torch.Tensor]:
         out[f"{o}norm.query_norm.scale"] = s[f"{b}attn.norm_q.weight"]
         out[f"{o}norm.key_norm.scale"] = s[f"{b}attn.norm_k.weight"]
     return {k: v.contiguous() for k, v in out.items()}
+
+
+# --- whole tiny pipelines (with the tiny text encoders and VAE of tiny_text) -----------------------
+
+#: SD3 pads its CLIP-L + CLIP-G states to T5's width, so its tiny T5 is as wide as both.
+SD3_T5 = CLIP_L + CLIP_G
+
+
+def sd3_pipeline(variant: str = "sd35_medium", seed: int = 0):
+    """A StableDiffusion3Pipeline of tiny seeded parts (the transformer of ``variant``)."""
+    import tiny_text
+    from diffusers import StableDiffusion3Pipeline
+
+    return StableDiffusion3Pipeline(
+        transformer=sd3(seed, variant, joint_attention_dim=SD3_T5),
+        scheduler=tiny_text.scheduler(),
+        vae=tiny_text.vae16(factors=tiny_text.SD3_FACTORS),
+        text_encoder=tiny_text.clip_l(),
+        tokenizer=tiny_text.clip_tokenizer(),
+        text_encoder_2=tiny_text.clip_g(),
+        tokenizer_2=tiny_text.clip_tokenizer("!"),
+        text_encoder_3=tiny_text.t5(width=SD3_T5),
+        tokenizer_3=tiny_text.t5_tokenizer(),
+    )
+
+
+def flux_scheduler(dev: bool):
+    """FLUX.1-dev's scheduler config (dynamic shifting), or schnell's (no shift)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if not dev:
+        return FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    return FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096,
+    )
+
+
+def flux_pipeline(dev: bool = True, seed: int = 0):
+    """A FluxPipeline of tiny seeded parts: dev (guidance embedding, dynamic shift) or schnell."""
+    import tiny_text
+    from diffusers import FluxPipeline
+
+    return FluxPipeline(
+        transformer=flux(seed, guidance=dev),
+        scheduler=flux_scheduler(dev),
+        vae=tiny_text.vae16(factors=tiny_text.FLUX_FACTORS),
+        text_encoder=tiny_text.clip_l(projection=False),
+        tokenizer=tiny_text.clip_tokenizer(),
+        text_encoder_2=tiny_text.t5(),
+        tokenizer_2=tiny_text.t5_tokenizer(),
+    )
