@@ -13,9 +13,11 @@ were it wrong, the strict load would refuse the file.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from latentgraph.nodes.ldm.clip import bundled_tokenizer, bundled_vocabulary
+from safetensors.torch import save_file
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -314,3 +316,61 @@ def executor(folders):
     for node in [*core.NODES, *diffusion.NODES, *mmdit.NODES, *common.nodes(registry_families())]:
         registry.register(node)
     return Executor(device="cpu", registry=registry, folders=folders)
+
+
+# --- session fixtures (test modules import them) -------------------------------------------------
+
+PROMPT = "a red circle on a blue square"
+
+
+@pytest.fixture(scope="session")
+def pipes() -> dict:
+    torch.set_num_threads(2)
+    return {"sd3": sd3_pipeline(), "sd3_no_t5": sd3_pipeline(with_t5=False), "flux": flux_pipeline()}
+
+
+@pytest.fixture(scope="session")
+def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
+    """models/: the pipelines as diffusers folders, and their parts in the single-file layouts
+    users have (files/)."""
+    from latentgraph.executor import Folders
+
+    folders = Folders.under(tmp_path_factory.mktemp("mmdit_text"))
+    for d in (folders.input, folders.output, folders.temp, folders.models):
+        d.mkdir(parents=True)
+    for name, pipe in pipes.items():
+        pipe.save_pretrained(folders.models / name)
+    files = folders.models / "files"
+    files.mkdir()
+    sd3, flux = pipes["sd3"], pipes["flux"]
+    save_file(clip_file_state(sd3.text_encoder), str(files / "clip_l.safetensors"))
+    save_file(clip_file_state(sd3.text_encoder_2), str(files / "clip_g.safetensors"))
+    save_file(clip_file_state(flux.text_encoder), str(files / "clip_l_noproj.safetensors"))
+    # A CLIP-G wider than the tiny CLIP-L, so that a bare file's width tells it apart (the tests
+    # move the OpenCLIP width bound between them, as 768 and 1280 straddle it in the releases).
+    wide = clip_g(seed=7, width=64)
+    wide.save_pretrained(folders.models / "clip_g_wide")
+    clip_tokenizer("!").save_pretrained(folders.models / "clip_g_wide")
+    save_file(clip_file_state(wide), str(files / "clip_g_wide.safetensors"))
+    t5_model = sd3.text_encoder_3
+    save_file(t5_file_state(t5_model), str(files / "t5xxl.safetensors"))
+    for label, dtype in (("fp16", torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn),
+                         ("fp8_e5m2", torch.float8_e5m2)):
+        save_file(t5_file_state(t5_model, dtype), str(files / f"t5xxl_{label}.safetensors"))
+    # All-in-one checkpoints: the text encoders, the VAE (LDM keys) and a stand-in of the
+    # transformer's context embedder, whose width is the T5 width an SD3 without T5 pads to.
+    context = {"model.diffusion_model.context_embedder.weight": torch.zeros(16, T5)}
+    sd3_file = bundled({"clip_l": sd3.text_encoder, "clip_g": sd3.text_encoder_2}, t5_model)
+    sd3_file.update({f"first_stage_model.{k}": v for k, v in vae16_to_ldm(sd3.vae.state_dict()).items()})
+    save_file({**sd3_file, **context}, str(files / "sd3_all_in_one.safetensors"))
+    no_t5 = bundled({"clip_l": sd3.text_encoder, "clip_g": sd3.text_encoder_2}, None)
+    save_file({**no_t5, **context}, str(files / "sd3_incl_clips.safetensors"))
+    flux_file = bundled({"clip_l": flux.text_encoder}, flux.text_encoder_2)
+    save_file(flux_file, str(files / "flux_all_in_one.safetensors"))
+    save_file(vae16_to_ldm(flux.vae.state_dict()), str(files / "ae.safetensors"))
+    return folders
+
+
+@pytest.fixture(scope="session")
+def text_executor(text_root):
+    return executor(text_root)
