@@ -1,0 +1,130 @@
+"""Every single-file layout of the MM-DiT text encoders loads strictly (config read off the
+shapes) and encodes exactly as its diffusers folder copy: clip_l / clip_g files, t5xxl in fp32,
+fp16 and fp8 (e4m3fn, e5m2: cast to the compute dtype, equal to the folder model holding the same
+rounded weights), and the text_encoders.* of SD3 and FLUX all-in-one checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import tiny_text as tt
+import torch
+from graph_helpers import Graph
+from latentgraph.nodes.mmdit import layouts
+from latentgraph.nodes.mmdit import text_encoders as te
+from tiny_text import PROMPT
+
+pipes, text_root, text_executor = tt.pipes, tt.text_root, tt.text_executor
+
+
+@pytest.fixture
+def openclip_width(monkeypatch):
+    """The tiny CLIP-G of clip_g_wide is 64 wide, the tiny CLIP-L 32: the width bound that
+    separates the releases (768 / 1280) moved between them."""
+    monkeypatch.setattr(layouts, "OPENCLIP_WIDTH", 48)
+
+
+def load(executor, path: str, node: str = "LG_LoadTextEncoder", **inputs):
+    g = Graph()
+    g.node(node, id="1", path=path, **inputs)
+    return executor.run(g.build(), ["1"]).outputs["1"][0]
+
+
+def same_clip(a: te.ClipEmbeds, b: te.ClipEmbeds) -> None:
+    assert torch.equal(a.hidden, b.hidden)
+    assert torch.equal(a.pooled, b.pooled)
+    assert (a.projected is None) == (b.projected is None)
+    if a.projected is not None:
+        assert torch.equal(a.projected, b.projected)
+
+
+def test_real_widths_tell_clip_l_from_clip_g():
+    assert layouts.clip_role_of_width(768) == "clip_l"  # OpenAI ViT-L/14
+    assert layouts.clip_role_of_width(1280) == "clip_g"  # OpenCLIP ViT-bigG/14
+
+
+def test_clip_files_equal_their_folders(text_executor, openclip_width):
+    sd3 = load(text_executor, "sd3")
+    encoder = load(text_executor, "files/clip_l.safetensors")
+    assert isinstance(encoder, te.ClipEncoder) and encoder.has_projection
+    assert (encoder.role, encoder.model.config.hidden_act) == ("clip_l", "quick_gelu")
+    same_clip(encoder.embed([PROMPT, ""]), sd3.clip_l.embed([PROMPT, ""]))
+    # The tiny SD3's CLIP-G is as narrow as its CLIP-L, so bare it reads as a CLIP-L (inside an
+    # all-in-one checkpoint its prefix names it); the wide one reads as CLIP-G.
+    assert load(text_executor, "files/clip_g.safetensors").role == "clip_l"
+    wide = load(text_executor, "files/clip_g_wide.safetensors")
+    assert (wide.role, wide.model.config.hidden_act) == ("clip_g", "gelu")
+    folder = load(text_executor, "clip_g_wide")
+    assert folder.role == "clip_g"
+    same_clip(wide.embed([PROMPT, ""]), folder.embed([PROMPT, ""]))
+
+
+def test_clip_l_without_projection_serves_flux(pipes, text_executor):
+    """FLUX's CLIP-L has no projection; a file of it is read as a CLIP text transformer (by
+    SD 1.x's loader, whose layout it is), and the CLIP node takes it as a CLIP-L."""
+    g = Graph()
+    encoder = g.node("LG_LoadTextEncoder", id="1", path="files/clip_l_noproj.safetensors")
+    g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=encoder, text=PROMPT, which="clip_l")
+    ours = text_executor.run(g.build(), ["2"]).outputs["2"][0]
+    flux = load(text_executor, "flux")
+    same_clip(ours, flux.clip_l.embed([PROMPT]))
+    assert ours.projected is None
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("t5xxl", None), ("t5xxl_fp16", torch.float16), ("t5xxl_fp8_e4m3fn", torch.float8_e4m3fn),
+     ("t5xxl_fp8_e5m2", torch.float8_e5m2)],
+)
+def test_t5_files_equal_the_folder(pipes, text_executor, name, dtype):
+    ours = load(text_executor, f"files/{name}.safetensors", "LG_LoadT5TextEncoder",
+                tokenizer="sd3/tokenizer_3")
+    assert ours.model.dtype == torch.float32  # stored dtype cast to the compute dtype (CPU)
+    reference = pipes["sd3"].text_encoder_3
+    if dtype is not None:  # the folder model holding the file's rounded weights
+        reference = tt.t5()
+        rounded = {k: v.to(dtype).float() for k, v in pipes["sd3"].text_encoder_3.state_dict().items()}
+        reference.load_state_dict(rounded)
+        if name.startswith("t5xxl_fp8"):
+            assert any(v.dtype == dtype for v in tt.t5_file_state(reference, dtype).values())
+    expected = te.T5Encoder(reference.requires_grad_(False), ours.tokenizer, "ref").embed([PROMPT], 256)
+    got = ours.embed([PROMPT], 256)
+    assert torch.equal(got.hidden, expected.hidden)
+    folder = load(text_executor, "sd3/text_encoder_3", "LG_LoadT5TextEncoder")
+    if dtype is None:
+        assert torch.equal(folder.embed([PROMPT]).hidden, got.hidden)
+
+
+def test_sd3_all_in_one_text_encoders(pipes, text_executor):
+    bundled = load(text_executor, "files/sd3_all_in_one.safetensors")
+    assert isinstance(bundled, te.SD3TextEncoders) and bundled.t5_width == tt.T5
+    folder = load(text_executor, "sd3")
+    same_clip(bundled.clip_l.embed([PROMPT]), folder.clip_l.embed([PROMPT]))
+    same_clip(bundled.clip_g.embed([PROMPT]), folder.clip_g.embed([PROMPT]))
+    assert bundled.t5 is not None and bundled.t5.tokenizer is None  # a file carries none
+    t5 = load(text_executor, "files/sd3_all_in_one.safetensors", "LG_LoadT5TextEncoder",
+              tokenizer="sd3/tokenizer_3")
+    assert torch.equal(t5.embed([PROMPT]).hidden, folder.t5.embed([PROMPT]).hidden)
+    # Without T5 (sd3_medium_incl_clips): zeros as wide as the transformer's context embedder.
+    clips = load(text_executor, "files/sd3_incl_clips.safetensors")
+    no_t5 = load(text_executor, "sd3_no_t5")
+    assert clips.t5 is None and clips.t5_width == tt.T5
+    assert torch.equal(clips.encode([PROMPT]).embeddings, no_t5.encode([PROMPT]).embeddings)
+
+
+def test_flux_all_in_one_text_encoders(text_executor):
+    bundled = load(text_executor, "files/flux_all_in_one.safetensors")
+    assert isinstance(bundled, te.FluxTextEncoders)
+    folder = load(text_executor, "flux")
+    same_clip(bundled.clip_l.embed([PROMPT]), folder.clip_l.embed([PROMPT]))
+    bundled.t5.tokenizer = folder.t5.tokenizer
+    assert torch.equal(bundled.encode([PROMPT]).embeddings, folder.encode([PROMPT]).embeddings)
+
+
+def test_component_folders_on_their_own(text_executor):
+    """text_encoder_2/ of SD3 on its own is its CLIP-G (gelu in its config), with tokenizer_2/;
+    text_encoder_3/ its T5 with tokenizer_3/."""
+    clip_g = load(text_executor, "sd3/text_encoder_2")
+    assert isinstance(clip_g, te.ClipEncoder) and clip_g.role == "clip_g"
+    assert clip_g.tokenizer.pad_token == "!"
+    t5 = load(text_executor, "sd3/text_encoder_3")
+    assert isinstance(t5, te.T5Encoder) and t5.tokenizer is not None
