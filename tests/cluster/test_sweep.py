@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from latentgraph.cli import main
 from latentgraph.cluster.sweep import SweepError, count, parse_sweep, prompts
+from PIL import Image
 
 GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "shapes_sd.json"
 NODES = json.loads(GRAPH.read_text())
@@ -74,9 +75,14 @@ def test_batch_command_refuses_a_bad_sweep_and_an_invalid_value(tmp_path, capsys
 
 
 def test_batch_command_runs_locally(tmp_path, capsys):
-    code = main(["batch", str(GRAPH), "--set", "5.steps=1", "--set", "4.width=16", "--set", "4.height=16",
-                 "--sweep", "5.seed=1..2", "--data-dir", str(tmp_path), "--device", "cpu"])
+    demo = GRAPH.parent / "core_demo.json"
+    code = main(["batch", str(demo), "--sweep", "1.value=[8, 16]", "--sweep", "3.color=[255, 65280]",
+                 "--data-dir", str(tmp_path), "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "ran 2 prompt(s), 0 failed" in out
-    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["shapes_sd_00001_.png", "shapes_sd_00002_.png"]
+    assert "ran 4 prompt(s), 0 failed" in out
+    written = sorted((tmp_path / "output").iterdir())
+    assert [p.name for p in written] == [f"core_demo_0000{i}_.png" for i in range(1, 5)]
+    sizes = [Image.open(p).size for p in written]
+    assert sizes == [(16, 8), (16, 8), (32, 16), (32, 16)]  # the first sweep outermost
+    assert Image.open(written[1]).getpixel((0, 0)) == (0, 255, 0)
