@@ -219,3 +219,15 @@ def test_a_non_adm_denoiser_is_refused(make_executor):
     err = failure(make_executor, g.build(), "sampler")
     assert err.input == "denoiser" and "LG_LoadADM" in str(err)
 
+
+
+def test_shipped_guidance_graph_runs_on_the_tiny_models(make_executor, models_dir, shipped_graph):
+    loader = {"num_head_channels": 16}
+    sampling = {"labels": "1", "width": 8, "height": 8, "batch": 1, "respacing": "3"}
+    graph = shipped_graph("adm_classifier_guidance", {
+        "1": {"path": "unet.safetensors", **loader}, "2": {"path": "classifier.pt", **loader},
+        "3": sampling, "4": sampling})
+    result = make_executor().run(graph, targets=["5", "7"])
+    (scale_1,), (scale_10,) = result.outputs["5"], result.outputs["7"]
+    assert scale_1.shape == scale_10.shape == (1, 8, 8, 3)
+    assert not torch.equal(scale_1, scale_10)
