@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import RAY_TIMEOUT_S, shapes_prompt
+from cluster_helpers import GRAPHS, RAY_TIMEOUT_S, shapes_prompt
 from latentgraph import Executor
 from latentgraph.cli import main
 from latentgraph.cluster import backend
@@ -133,7 +133,7 @@ def test_no_ray_is_one_clear_line(monkeypatch, tmp_path, capsys):
     with pytest.raises(ClusterUnavailable, match=r"Ray is not installed; install the ray extra: "
                                                  r"pip install 'latentgraph\[ray\]'"):
         backend.import_ray()
-    assert main(["batch", str(shapes_prompt.__globals__["GRAPHS"] / "core_demo.json"), "--ray", "auto",
+    assert main(["batch", str(GRAPHS / "core_demo.json"), "--ray", "auto",
                  "--data-dir", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == (
         "error: Ray is not installed; install the ray extra: pip install 'latentgraph[ray]'")

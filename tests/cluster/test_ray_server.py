@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType
-from conftest import GRAPHS, RAY_TIMEOUT_S, shapes_prompt
+from cluster_helpers import GRAPHS, RAY_TIMEOUT_S, shapes_prompt
 from latentgraph.web import ServerConfig, create_app
 from latentgraph.web.cluster_runner import ClusterRunner
 from latentgraph.web.runner import PromptRunner
