@@ -153,9 +153,10 @@ def vae16_prefix(keys: Any) -> str | None:
 
 
 def file_factors(keys: Any) -> tuple[float, float]:
-    """SD3's factors for the VAE inside an SD3 checkpoint (its MM-DiT's joint blocks beside
-    it), FLUX's otherwise (``ae.safetensors`` is FLUX's)."""
-    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
+    """SD3's factors for the VAE inside an SD3 checkpoint (its MM-DiT's joint blocks or its
+    CLIP-G beside it), FLUX's otherwise (``ae.safetensors`` is FLUX's)."""
+    sd3 = ("joint_blocks.", "text_encoders.clip_g.")
+    if any(k.startswith(sd3) or ".joint_blocks." in k for k in keys):
         return SD3_VAE_FACTORS
     return FLUX_VAE_FACTORS
 
