@@ -14,6 +14,7 @@ from latentgraph.executor import Folders
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mmdit"))
 
+import tiny_text  # noqa: E402
 import tiny_transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
@@ -30,13 +31,37 @@ def flux_models() -> dict:
 
 
 @pytest.fixture(scope="session")
-def flux_root(tmp_path_factory: pytest.TempPathFactory, flux_models: dict) -> Folders:
+def flux_pipes() -> dict:
+    """The tiny FluxPipelines the parity tests run: dev (guidance embedding, dynamic shift) and
+    schnell (neither)."""
+    pipes = {"dev": tiny_transformers.flux_pipeline(dev=True), "schnell": tiny_transformers.flux_pipeline(dev=False, seed=1)}
+    for pipe in pipes.values():
+        pipe.set_progress_bar_config(disable=True)
+    return pipes
+
+
+def save_all_in_one(pipe, folder: Path) -> None:
+    """ComfyUI's all-in-one FLUX checkpoint: BFL's transformer keys under model.diffusion_model.,
+    CLIP-L and T5 under text_encoders.*, the VAE in LDM keys under vae.; T5's tokenizer beside it."""
+    state = {f"model.diffusion_model.{k}": v for k, v in tiny_transformers.flux_to_bfl(pipe.transformer).items()}
+    state.update(tiny_text.bundled({"clip_l": pipe.text_encoder}, pipe.text_encoder_2))
+    state.update({f"vae.{k}": v.contiguous() for k, v in tiny_text.vae16_to_ldm(pipe.vae.state_dict()).items()})
+    folder.mkdir(parents=True)
+    save_file(state, str(folder / "flux_tiny_all_in_one.safetensors"))
+    pipe.tokenizer_2.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def flux_root(tmp_path_factory: pytest.TempPathFactory, flux_models: dict, flux_pipes: dict) -> Folders:
     """models/flux/<variant>/transformer (diffusers), flux1-<variant>.safetensors (BFL keys),
     <variant>_comfy.safetensors (under model.diffusion_model.), <variant>_fp8.safetensors."""
     folders = Folders.under(tmp_path_factory.mktemp("flux_root"))
     for d in (folders.input, folders.output, folders.temp, folders.models):
         d.mkdir(parents=True)
     root = folders.models / "flux"
+    flux_pipes["dev"].save_pretrained(root / "tiny")
+    flux_pipes["schnell"].save_pretrained(root / "tiny-schnell")
+    save_all_in_one(flux_pipes["dev"], root / "comfy")
     for variant, model in flux_models.items():
         model.save_pretrained(root / variant / "transformer")
         bfl = tiny_transformers.flux_to_bfl(model)
