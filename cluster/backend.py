@@ -105,11 +105,11 @@ class Dispatch:
 class Cluster:
     """The workers of one server (or batch), their router and what comes back from them."""
 
-    def __init__(self, settings: WorkerSettings, folders: Folders, *, capacity: int = 2,
-                 slack: int = 1, owns_ray: bool = False) -> None:
+    def __init__(self, settings: WorkerSettings, folders: Folders, *, router: Router | None = None,
+                 owns_ray: bool = False) -> None:
         self.ray = import_ray()
         self.settings = settings
-        self.router = Router(capacity=capacity, slack=slack)
+        self.router = router or Router()
         self.placer = OutputPlacer(folders)
         self.actors: dict[str, Any] = {}
         self.owns_ray = owns_ray
@@ -132,10 +132,13 @@ class Cluster:
     def add_workers(self, count: int | None = None, timeout_s: float = START_TIMEOUT_S) -> list[str]:
         ray = self.ray
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1)) or 1
         if count is None:
-            count = gpus or int(resources.get("CPU", 1)) or 1
-        slot = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+            count = gpus or cpus
+        if count < 1:
+            raise ClusterUnavailable(f"the number of workers must be at least 1, not {count}")
+        # One GPU (else one CPU) each; more workers than the cluster has share them in fractions.
+        slot = {"num_gpus": min(1.0, gpus / count)} if gpus else {"num_cpus": min(1.0, cpus / count)}
         actor_class = ray.remote(concurrency_groups={"runs": 1, "control": 1})(Worker)
         started: dict[str, Any] = {}
         for _ in range(count):
@@ -166,10 +169,11 @@ class Cluster:
     def has_room(self) -> bool:
         return self.router.has_room()
 
-    def dispatch(self, job: Job) -> Dispatch | None:
-        """Route ``job`` and start it; None when every worker is full (or none is left)."""
+    def dispatch(self, job: Job, to: str | None = None) -> Dispatch | None:
+        """Route ``job`` and start it; None when every worker is full (or none is left).
+        ``to`` names the worker instead (to fill each worker's cache before a measurement)."""
         keys = list(routing_keys(job.prompt).values())
-        name = self.router.choose(keys)
+        name = self.router.choose(keys) if to is None else to
         if name is None:
             return None
         self.router.dispatched(name, job.prompt_id, keys)
@@ -186,8 +190,10 @@ class Cluster:
                 item = await ref
                 if isinstance(item, Finished):
                     final = item
-                elif isinstance(item, EventItem) and on_event is not None:
-                    on_event(self._placed_event(name, item), item.preview)
+                elif isinstance(item, EventItem):
+                    event = self._placed_event(name, item)  # the files it carries are written here
+                    if on_event is not None:
+                        on_event(event, item.preview)
         except exceptions.RayActorError:
             self.lose(name)
             raise WorkerLost(name) from None

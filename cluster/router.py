@@ -7,13 +7,19 @@ the time it gets there. A prompt goes to the worker that holds most of its model
 its other results (text embeddings, a latent an unchanged re-run would reuse); among equals the
 least loaded; a worker that holds none of them is as good as any other.
 
-Two bounds keep affinity from starving the cluster. A worker takes at most ``capacity`` prompts
-at a time (one running and the rest waiting on it, so it never idles between prompts), and a
-holder is passed over when it has more than ``slack`` prompts more than the least-loaded worker:
-then a popular model spreads to a second worker (which loads it once and becomes a holder too)
-instead of queueing behind the first, and no worker sits idle while another has a queue. This is
-the bounded-load rule of consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam
-2018), applied to a score instead of a hash ring.
+Three bounds keep affinity from starving the cluster, and leave it a choice to make:
+
+* the cluster takes ``depth`` prompts per worker at a time (the queue's next prompt is claimed
+  only while fewer are out), so a worker has its next prompt waiting when it finishes one;
+* one worker takes at most ``capacity`` of them (more than ``depth``): when a prompt comes, the
+  holder of its models can take it though others have room -- were the window as large as the
+  capacities, only the worker that just finished would ever have room, and routing would be
+  round-robin in all but name (``bench/cluster.py`` shows both);
+* a holder is passed over when it has more than ``slack`` prompts more than the least-loaded
+  worker: then a popular model spreads to a second worker (which loads it once and becomes a
+  holder too) instead of queueing behind the first, and no worker idles while another has a
+  queue. This is the rule of consistent hashing with bounded loads (Mirrokni, Thorup and
+  Zadimoghaddam 2018), applied to a score instead of a hash ring.
 """
 
 from __future__ import annotations
@@ -49,11 +55,12 @@ class WorkerState:
 class Router:
     """Chooses workers for prompts and keeps the books of what each holds and runs."""
 
-    def __init__(self, capacity: int = 2, slack: int = 1) -> None:
-        if capacity < 1 or slack < 0:
-            raise ValueError("capacity must be at least 1 and slack at least 0")
+    def __init__(self, capacity: int = 8, slack: int = 4, depth: int = 2) -> None:
+        if depth < 1 or capacity < depth or slack < 0:
+            raise ValueError("depth must be at least 1, capacity at least depth, slack at least 0")
         self.capacity = capacity
         self.slack = slack
+        self.depth = depth
         self.workers: dict[str, WorkerState] = {}  # in the order they joined: the last tie-break
 
     # --- membership ----------------------------------------------------------------------------
@@ -71,7 +78,10 @@ class Router:
     # --- routing -------------------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return any(w.load < w.capacity for w in self.workers.values())
+        """Whether the cluster takes another prompt now (``depth`` per worker at most)."""
+        workers = self.workers.values()
+        total = sum(w.load for w in workers)
+        return total < self.depth * len(self.workers) and any(w.load < w.capacity for w in workers)
 
     def _models(self) -> set[str]:
         return {k for w in self.workers.values() for k, kind in w.held.items() if kind == MODEL}

@@ -79,7 +79,7 @@ async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_pa
     view = await client.get("/view", params={"filename": "shapes_sd_00001_.png", "type": "output"})
     assert view.status == 200 and (await view.read()).startswith(b"\x89PNG")
 
-    # several at once, on both workers; each file gets a name of its own in the server's folder
+    # several at once; each file gets a name of its own in the server's folder
     ids = [await queue(client, shapes_prompt(seed=s)) for s in (6, 7, 8)]
     entries = [await history(client, pid) for pid in ids]
     assert [e["status"]["status_str"] for e in entries] == ["success"] * 3

@@ -7,8 +7,8 @@ import pytest
 from latentgraph.cluster.router import MODEL, RESULT, Router
 
 
-def router(*names: str, capacity: int = 2, slack: int = 1) -> Router:
-    r = Router(capacity=capacity, slack=slack)
+def router(*names: str, capacity: int = 2, slack: int = 1, depth: int = 2) -> Router:
+    r = Router(capacity=capacity, slack=slack, depth=min(depth, capacity))
     for name in names:
         r.add(name)
     return r
@@ -63,6 +63,18 @@ def test_a_busy_holder_is_passed_over_beyond_the_slack():
     assert r.choose(["ckpt"]) == "b"  # two more: b takes it (and will hold the model)
 
 
+def test_the_cluster_takes_depth_prompts_per_worker_and_one_worker_up_to_its_capacity():
+    r = router("a", "b", capacity=4, slack=4, depth=2)
+    r.report("a", {"ckpt": MODEL})
+    for i in range(4):  # all of them to the holder: b has room, but a has the model
+        assert r.has_room() and r.choose(["ckpt"]) == "a"
+        r.dispatched("a", f"p{i}", ["ckpt"])
+    assert not r.has_room()  # 4 out = depth 2 x 2 workers: the next waits in the queue
+    assert r.choose(["ckpt"]) == "b"  # a is full (capacity 4)
+    r.finished("a", "p0", {"ckpt": MODEL})
+    assert r.has_room() and r.choose(["ckpt"]) == "a"
+
+
 def test_full_workers_take_nothing():
     r = router("a", "b", capacity=1)
     r.dispatched("a", "p1", [])
@@ -94,6 +106,8 @@ def test_no_workers_no_choice_and_bad_settings():
     assert Router().choose(["k"]) is None
     with pytest.raises(ValueError):
         Router(capacity=0)
+    with pytest.raises(ValueError, match="capacity at least depth"):
+        Router(capacity=2, depth=3)
     r = router("a")
     with pytest.raises(ValueError, match="already known"):
         r.add("a")
