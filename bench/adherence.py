@@ -5,7 +5,7 @@ and varied seeds are generated through the shipped graph (graphs/shapes_<family>
 executor, and the checker (training/checker.py) reads colour and shape back. Prints accuracy,
 CPU time per image and images per second.
 
-    python bench/adherence.py [--families sd var sana] [--images 200] [--models-dir models]
+    python bench/adherence.py [--families sd var sana stylegan] [--images 200] [--models-dir models]
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def prepared(family: str) -> tuple[dict, str, str, str]:
     if family == "var":
         sampler = _find(graph, "LG_VARSampler")
         return graph, sampler, image_node, sampler
+    if family == "stylegan":  # the mapping node carries the class and the seed
+        mapping = _find(graph, "LG_StyleGANMapping")
+        return graph, mapping, image_node, mapping
     sampler = _find(graph, "LG_Sampler")
     prompt_node = graph[sampler]["inputs"]["positive"][0]
     return graph, prompt_node, image_node, sampler
@@ -54,6 +57,8 @@ def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, f
         class_id = rng.randrange(shapes.NUM_CLASSES)
         if family == "var":
             graph[class_node]["inputs"]["class_labels"] = str(class_id)
+        elif family == "stylegan":
+            graph[class_node]["inputs"]["class_label"] = class_id
         else:
             graph[class_node]["inputs"]["text"] = shapes.caption_of(class_id)
         graph[sampler]["inputs"]["seed"] = seed * 100_000 + i
@@ -72,7 +77,7 @@ def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana"])
+    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana", "stylegan"])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--seed", type=int, default=1)
