@@ -10,11 +10,11 @@ random stream and multistep state threaded from step to step, and for a two-eval
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from ...executor.graph_builder import GraphBuilder, NodeRef
 from ...executor.node import Expand, Input, InputError, Inputs, Node, Outputs, ParentInput
-from ...executor.types import Latent
+from ...executor.types import Latent, Socket
 from .math import ArgumentError
 from .noise_nodes import SEED_MAX, samples_of
 from .schedule_nodes import checked_plan
@@ -22,6 +22,10 @@ from .sockets import DenoiserSocket, RngSocket, ScheduleSocket, TextEmbedsSocket
 from .solvers import SOLVERS, Solver, SolverSpec
 
 CATEGORY = "latentgraph/sampling"
+# A guidance term added after CFG (STEP_GUIDANCE): an object whose ``step_node`` is the class_type
+# of the node that adds it, which takes guidance, denoiser, sample, plan, step, positive, guided
+# (the CFG output) and cond, and outputs the guided prediction.
+StepGuidanceSocket = Annotated[Any, Socket("STEP_GUIDANCE")]
 
 
 class DenoiserSchedule(Node):
@@ -59,6 +63,7 @@ class Sampler(Node):
         schedule: Optional[ScheduleSocket] = Input(None, tooltip="default: the denoiser's own")  # noqa: UP045
         denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
         rng: Optional[RngSocket] = Input(None, tooltip="continue this random stream (e.g. the one LG_AutoencoderEncode drew from) instead of seeding the noise")  # noqa: UP045
+        guidance: Optional[StepGuidanceSocket] = Input(None, tooltip="a guidance term added after CFG at every guided step, e.g. SD3.5's skip-layer guidance (LG_SkipLayerGuidance)")  # noqa: UP045
 
     class Out(Outputs):
         latent: Latent
@@ -98,8 +103,14 @@ def sampling_graph(x: Any) -> tuple[dict[str, dict[str, Any]], tuple[tuple[str, 
         model = g.node("LG_Denoise", id=f"model{name}", **call)
         if not guided:
             return model.out(0)
-        return g.node("LG_CFGCombine", id=f"cfg{name}", uncond=model.out(1), cond=model.out(0),
-                      scale=P("cfg")).out()
+        combined = g.node("LG_CFGCombine", id=f"cfg{name}", uncond=model.out(1), cond=model.out(0),
+                          scale=P("cfg")).out()
+        if x.guidance is None:
+            return combined
+        # The guidance object names the step node that adds its term (after CFG, as the pipelines do).
+        return g.node(x.guidance.step_node, id=f"guide{name}", guidance=P("guidance"), denoiser=P("denoiser"),
+                      sample=model_in, plan=plan, step=level, positive=P("positive"), guided=combined,
+                      cond=model.out(0)).out()
 
     outputs = spec.step_node.spec.output_names
     rng, state = noise.out(1), None

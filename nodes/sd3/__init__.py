@@ -4,7 +4,6 @@ file and diffusers layouts, and skip-layer guidance. Its text encoders (CLIP-L, 
 16-channel autoencoder are the MM-DiT families' shared ones (``nodes.mmdit``)."""
 
 from .family import FAMILY
+from .guidance import NODES
 
 __all__ = ["FAMILY", "NODES"]
-
-NODES: list = []
