@@ -431,7 +431,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"ran {report.done} prompt(s), {len(report.failed)} failed"
           + (f", {report.lost_workers} worker(s) lost" if report.lost_workers else ""))
     for img in report.files:
-        print(f"wrote {where.get(img.get('type'), folders.output) / img.get('subfolder', '') / img['filename']}")
+        print(f"wrote {where.get(str(img.get('type')), folders.output) / img.get('subfolder', '') / img['filename']}")
     return EXIT_RUNTIME if report.failed else EXIT_OK
 
 

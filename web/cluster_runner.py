@@ -64,9 +64,12 @@ class ClusterRunner(PromptRunner):
     # --- control -------------------------------------------------------------------------------
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
+        """Stop ``prompt_id`` (also while it waits on its worker), or without one every prompt
+        that has started, as ComfyUI stops the running one: those waiting behind them run."""
         found = super().interrupt(prompt_id)  # a prompt run here after the workers were lost
         for pid, active in self.remote.items():
-            if prompt_id is None or pid == prompt_id:
+            started = bool(active.messages)  # execution_start has come
+            if pid == prompt_id or (prompt_id is None and started):
                 active.interrupt_requested = True
                 found = self.cluster.interrupt(pid) or found
         return found
