@@ -11,7 +11,8 @@ from latentgraph.executor import InputError, NodeFailed
 from safetensors.torch import save_file
 from tiny_text import PROMPT
 
-pipes, text_root, text_executor = tt.pipes, tt.text_root, tt.text_executor
+# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+pytest_plugins = ["tiny_text"]
 T5_TOKENIZER = "sd3/tokenizer_3"
 
 

@@ -13,7 +13,8 @@ from latentgraph.nodes.mmdit import layouts
 from latentgraph.nodes.mmdit import text_encoders as te
 from tiny_text import PROMPT
 
-pipes, text_root, text_executor = tt.pipes, tt.text_root, tt.text_executor
+# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+pytest_plugins = ["tiny_text"]
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ LG_TextEncode runs a pipeline's bundled encoders or the separate encoder nodes a
 
 from __future__ import annotations
 
-import tiny_text as tt
 import torch
 from graph_helpers import Graph, NodeRef
 from tiny_text import PROMPT, T5
 
-# The session fixtures of the tiny models.
-pipes, text_root, text_executor = tt.pipes, tt.text_root, tt.text_executor
+# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+pytest_plugins = ["tiny_text"]
 
 
 def run(executor, g: Graph, *nodes: str):

@@ -21,7 +21,8 @@ from latentgraph.nodes.mmdit.layouts import VAE16_FILE
 from safetensors.torch import save_file
 from tiny_text import PROMPT
 
-pipes, text_root, text_executor = tt.pipes, tt.text_root, tt.text_executor
+# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+pytest_plugins = ["tiny_text"]
 
 
 def load(executor, path: str):

@@ -9,6 +9,9 @@ BPE vocabulary, so the folder tokenizers here are built from it too, and a file 
 copy tokenise alike), T5 v1.1's gated GELU and 32 relative-attention buckets, GroupNorm 32 in
 the VAE. The LDM-layout VAE writer is the inverse of diffusers' converter, written from its map;
 were it wrong, the strict load would refuse the file.
+
+The test modules load this module as a plugin (``pytest_plugins``) for one set of session
+fixtures, after importing it for its builders; it asserts nothing, hence PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations
