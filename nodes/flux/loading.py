@@ -46,7 +46,7 @@ def scheduler_of(pipeline: Path | None, guidance_embeds: bool) -> FlowMatch:
     return flow_match(read_json(config), display_name(config), PIPELINE_MAX_SHIFT, "steps")
 
 
-def _denoiser(config: dict, state: StateDict, name: str, training: FlowMatch, device: torch.device) -> FluxDenoiser:
+def flux_denoiser(config: dict, state: StateDict, name: str, training: FlowMatch, device: torch.device) -> FluxDenoiser:
     from diffusers import FluxTransformer2DModel
 
     model = diffusers_model(FluxTransformer2DModel, config, state, name, device, model_dtype(device))
@@ -56,7 +56,7 @@ def _denoiser(config: dict, state: StateDict, name: str, training: FlowMatch, de
 def transformer_folder(folder: Path, pipeline: Path | None, device: torch.device) -> FluxDenoiser:
     config = folder_config(folder)
     training = scheduler_of(pipeline, bool(config.get("guidance_embeds")))
-    return _denoiser(config, folder_weights(folder), display_name(folder), training, device)
+    return flux_denoiser(config, folder_weights(folder), display_name(folder), training, device)
 
 
 def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
@@ -66,4 +66,4 @@ def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
     state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
     config, converted = bfl_to_diffusers(state, name)
-    return _denoiser(config, converted, name, released_schedule(config["guidance_embeds"]), device)
+    return flux_denoiser(config, converted, name, released_schedule(config["guidance_embeds"]), device)

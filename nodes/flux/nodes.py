@@ -1,4 +1,5 @@
-"""FLUX's own node: the distilled guidance scale on the conditioning (as ComfyUI's FluxGuidance)."""
+"""FLUX's own nodes: the distilled guidance scale on the conditioning (as ComfyUI's FluxGuidance),
+and the loader of GGUF-quantised transformers (``gguf_files``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 from ...executor.node import Input, InputError, Inputs, Node, Outputs
 from ..diffusion.denoiser import TextEmbeds
 from ..diffusion.sockets import TextEmbedsSocket
+from .gguf_files import LoadFluxGGUF
 from .models import DEFAULT_GUIDANCE
 
 
@@ -31,4 +33,4 @@ class FluxGuidance(Node):
         return self.Out(embeds=dataclasses.replace(x.embeds, guidance=x.guidance))
 
 
-NODES = [FluxGuidance]
+NODES = [FluxGuidance, LoadFluxGGUF]
