@@ -32,6 +32,7 @@ the width: OpenAI's CLIP text towers are at most 768 wide, OpenCLIP's ViT-H/bigG
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ OPENCLIP_WIDTH = 1024
 CLIP_HEAD_DIM = 64  # both CLIP-L (768 = 12 x 64) and CLIP-G (1280 = 20 x 64)
 CLIP_ACTIVATION = {"clip_l": "quick_gelu", "clip_g": "gelu"}
 T5_TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+T5_UNREAD = ("decoder.", "lm_head.")  # of a whole T5 (encoder-decoder) checkpoint
 T5_MAX_DISTANCE = 128  # T5's relative_attention_max_distance (not visible in the weights)
 FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 #: keys of tokenizer-free leftovers in text-encoder files (old transformers buffers)
@@ -95,10 +97,37 @@ def _strip(state: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _dequantised(state: StateDict) -> StateDict:
-    """fp8-stored weights (float8_e4m3fn / e5m2 in safetensors) in fp32: they are cast to the
-    compute dtype with the model (fp8 is a storage format here, never a compute one)."""
-    return {k: v.float() if v.dtype in FP8 else v for k, v in state.items()}
+def _dequantised(state: StateDict, name: str) -> StateDict:
+    """Weights in fp32 where a file stores them in fp8 (float8_e4m3fn / e5m2 in safetensors):
+    fp8 is a storage format here, never a compute one; the model casts them to its dtype.
+
+    ComfyUI's scaled fp8 files (``t5xxl_fp8_e4m3fn_scaled``) store each linear weight divided
+    by a per-tensor scale: the older ones beside a ``scaled_fp8`` marker as ``<layer>.scale_weight``
+    (with an unused ``scale_input``), the newer ones as ``<layer>.weight_scale`` with a
+    ``<layer>.comfy_quant`` JSON record naming the format. The weight is fp8 x scale."""
+    out = dict(state)
+    for key in [k for k in out if k.endswith(".comfy_quant")]:
+        layer = key[: -len("comfy_quant")]
+        record = out.pop(key)
+        try:
+            fmt = json.loads(bytes(record.to(torch.uint8).tolist())).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt not in ("float8_e4m3fn", "float8_e5m2"):
+            raise CheckpointError(
+                f"{name}: {layer}weight is quantised as {fmt or 'an unknown format'}; "
+                "latentgraph reads fp8 (scaled or not), fp16, bf16 and fp32 weights"
+            )
+    for suffix in (".scale_weight", ".weight_scale"):
+        for key in [k for k in out if k.endswith(suffix)]:
+            weight = key[: -len(suffix)] + ".weight"
+            scale = out.pop(key)
+            if weight not in out:
+                raise CheckpointError(f"{name}: {key} scales a weight the file does not hold")
+            out[weight] = out[weight].float() * scale.float()
+    for key in [k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))]:
+        del out[key]
+    return {k: v.float() if v.dtype in FP8 else v for k, v in out.items()}
 
 
 def _indices(keys: Any, pattern: str) -> list[int]:
@@ -140,7 +169,7 @@ def clip_from_state(
 
     weights = {
         k if k.startswith(("text_model.", "text_projection.")) else f"text_model.{k}": v
-        for k, v in _dequantised(state).items()
+        for k, v in _dequantised(state, name).items()
         if k not in IGNORED_KEYS
     }
     try:
@@ -257,7 +286,7 @@ def t5_from_state(
     state: StateDict, name: str, tokenizer: Any | None, device: torch.device
 ) -> T5Encoder:
     """A T5 encoder from HF keys (``shared.weight``, ``encoder.block.N...``), fp8 cast."""
-    weights = _tied(_dequantised(state), name)
+    weights = _tied(_dequantised(state, name), name)
     config = t5_config(weights, name)
     return T5Encoder(_t5_model(config, weights, name, device), tokenizer, name)
 
@@ -270,8 +299,11 @@ def t5_tokenizer(folder: Path) -> Any:
 
 
 def t5_file_state(weights: WeightFile) -> StateDict:
+    """A T5 file's encoder (a whole T5's decoder and LM head are not read: only the encoder
+    conditions SD3 and FLUX)."""
     prefix = _prefix_with(weights, "encoder.final_layer_norm.weight")
-    return _strip(weights.tensors(lambda k: k.startswith(prefix)), prefix)
+    state = _strip(weights.tensors(lambda k: k.startswith(prefix)), prefix)
+    return {k: v for k, v in state.items() if not k.startswith(T5_UNREAD)}
 
 
 def t5_file(weights: WeightFile, device: torch.device) -> T5Encoder:
@@ -297,7 +329,7 @@ def t5_folder(folder: Path, tokenizer_folder: Path | None, device: torch.device)
     if raw.get("model_type") != "t5":
         raise CheckpointError(f"{display_name(folder)}: a {raw.get('model_type')!r} model, not T5")
     config = T5Config.from_dict(raw)
-    weights = _tied(_dequantised(folder_weights(folder)), display_name(folder))
+    weights = _tied(_dequantised(folder_weights(folder), display_name(folder)), display_name(folder))
     tokenizer = t5_tokenizer(tokenizer_folder) if tokenizer_folder is not None else None
     model = _t5_model(config, weights, display_name(folder), device)
     return T5Encoder(model, tokenizer, display_name(folder))

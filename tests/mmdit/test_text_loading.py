@@ -129,3 +129,40 @@ def test_component_folders_on_their_own(text_executor):
     assert clip_g.tokenizer.pad_token == "!"
     t5 = load(text_executor, "sd3/text_encoder_3")
     assert isinstance(t5, te.T5Encoder) and t5.tokenizer is not None
+
+
+@pytest.mark.parametrize("style", ["legacy", "comfy_quant"])
+def test_scaled_fp8_t5_files(pipes, text_executor, style):
+    """ComfyUI's t5xxl_fp8_e4m3fn_scaled: each weight is its fp8 value times its scale."""
+    ours = load(text_executor, f"files/t5xxl_fp8_e4m3fn_scaled_{style}.safetensors",
+                "LG_LoadT5TextEncoder", tokenizer="sd3/tokenizer_3")
+    stored = tt.scaled_fp8_state(tt.t5_file_state(pipes["sd3"].text_encoder_3), style)
+    expected = tt.dequantised(stored)
+    expected["encoder.embed_tokens.weight"] = expected["shared.weight"]
+    reference = tt.t5()
+    reference.load_state_dict(expected)
+    want = te.T5Encoder(reference.requires_grad_(False), ours.tokenizer, "ref").embed([PROMPT])
+    assert torch.equal(ours.embed([PROMPT]).hidden, want.hidden)
+    # and it is close to the unquantised T5 (e4m3fn keeps 3 mantissa bits)
+    full = load(text_executor, "sd3/text_encoder_3", "LG_LoadT5TextEncoder").embed([PROMPT]).hidden
+    assert (ours.embed([PROMPT]).hidden - full).abs().max() < 0.25 * full.abs().max()
+
+
+def test_other_quantisations_are_refused(pipes, text_root, text_executor):
+    import json
+
+    from latentgraph.executor import InputError, NodeFailed
+    from safetensors.torch import save_file
+
+    state = tt.scaled_fp8_state(tt.t5_file_state(pipes["sd3"].text_encoder_3))
+    key = next(k for k in state if k.endswith("comfy_quant"))
+    state[key] = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
+    save_file(state, str(text_root.models / "files" / "t5xxl_nvfp4.safetensors"))
+    g = Graph()
+    g.node("LG_LoadT5TextEncoder", id="1", path="files/t5xxl_nvfp4.safetensors",
+           tokenizer="sd3/tokenizer_3")
+    with pytest.raises(NodeFailed) as info:
+        text_executor.run(g.build(), ["1"])
+    error = info.value.error
+    assert isinstance(error, InputError) and error.input_name == "path"
+    assert "t5xxl_nvfp4.safetensors" in str(error) and "nvfp4" in str(error)

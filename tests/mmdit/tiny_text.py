@@ -162,6 +162,47 @@ def t5_file_state(model: T5EncoderModel, dtype: torch.dtype | None = None) -> di
     return out
 
 
+def scaled_fp8_state(state: dict[str, torch.Tensor], style: str = "comfy_quant") -> dict:
+    """ComfyUI's scaled fp8 layout of a state dict: each linear weight divided by a per-tensor
+    scale (max |w| / 448, e4m3fn's largest value) and stored in fp8, the scale beside it as
+    ``<layer>.scale_weight`` under a ``scaled_fp8`` marker (the older files, ``style="legacy"``)
+    or as ``<layer>.weight_scale`` with a ``<layer>.comfy_quant`` JSON record (the newer)."""
+    import json
+
+    out = {}
+    for key, value in state.items():
+        if not (key.endswith(".weight") and value.ndim == 2 and "Attention.relative" not in key
+                and key != "shared.weight"):
+            out[key] = value
+            continue
+        layer = key[: -len("weight")]
+        scale = (value.abs().max() / 448.0).float()
+        out[key] = (value / scale).to(torch.float8_e4m3fn)
+        if style == "legacy":
+            out[layer + "scale_weight"] = scale.reshape(())
+            out[layer + "scale_input"] = torch.ones(())
+        else:
+            out[layer + "weight_scale"] = scale.reshape(())
+            record = json.dumps({"format": "float8_e4m3fn"}).encode()
+            out[layer + "comfy_quant"] = torch.tensor(list(record), dtype=torch.uint8)
+    if style == "legacy":
+        out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    return out
+
+
+def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What a scaled fp8 state dict holds: fp8 x scale, as the loaders compute it."""
+    out = {}
+    for key, value in state.items():
+        if key == "scaled_fp8" or key.endswith(("scale_input", "comfy_quant", "scale_weight",
+                                                "weight_scale")):
+            continue
+        layer = key[: -len("weight")]
+        scale = state.get(layer + "scale_weight", state.get(layer + "weight_scale"))
+        out[key] = value.float() * scale.float() if scale is not None else value.float()
+    return out
+
+
 def bundled(clips: dict[str, torch.nn.Module], t5_model: T5EncoderModel | None) -> dict:
     """The ``text_encoders.*`` of an all-in-one SD3 / FLUX checkpoint, as ComfyUI saves them."""
     out = {}
@@ -360,6 +401,9 @@ def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
     for label, dtype in (("fp16", torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn),
                          ("fp8_e5m2", torch.float8_e5m2)):
         save_file(t5_file_state(t5_model, dtype), str(files / f"t5xxl_{label}.safetensors"))
+    for style in ("legacy", "comfy_quant"):
+        scaled = scaled_fp8_state(t5_file_state(t5_model), style)
+        save_file(scaled, str(files / f"t5xxl_fp8_e4m3fn_scaled_{style}.safetensors"))
     # All-in-one checkpoints: the text encoders, the VAE (LDM keys) and a stand-in of the
     # transformer's context embedder, whose width is the T5 width an SD3 without T5 pads to.
     context = {"model.diffusion_model.context_embedder.weight": torch.zeros(16, T5)}
