@@ -186,24 +186,30 @@ class Cluster:
         name = dispatch.worker
         final: Finished | None = None
         try:
-            async for ref in dispatch.stream:
-                item = await ref
-                if isinstance(item, Finished):
-                    final = item
-                elif isinstance(item, EventItem):
-                    event = self._placed_event(name, item)  # the files it carries are written here
-                    if on_event is not None:
-                        on_event(event, item.preview)
+            final = await self._stream(dispatch, on_event)
         except exceptions.RayActorError:
             self.lose(name)
             raise WorkerLost(name) from None
         except exceptions.RayError as err:  # the stream broke some other way: reported, not retried
             final = Finished(ERROR, message=f"the worker's stream failed: {_first_line(err)}")
-        if final is None:
-            final = Finished(ERROR, message="the worker ended the run without a result")
-        self.router.finished(name, dispatch.job.prompt_id, final.held or None)
+        finally:  # whatever happened here, the worker is done with the prompt
+            self.router.finished(name, dispatch.job.prompt_id, final.held if final and final.held else None)
+        assert final is not None  # the stream's end, or the error's
         ui = {node: self.placer.place(name, out, final.files) for node, out in final.ui.items()}
         return replace(final, ui=ui, files={})
+
+    async def _stream(self, dispatch: Dispatch, on_event: EventCallback | None) -> Finished:
+        name = dispatch.worker
+        final: Finished | None = None
+        async for ref in dispatch.stream:
+            item = await ref
+            if isinstance(item, Finished):
+                final = item
+            elif isinstance(item, EventItem):
+                event = self._placed_event(name, item)  # the files it carries are written here
+                if on_event is not None:
+                    on_event(event, item.preview)
+        return final or Finished(ERROR, message="the worker ended the run without a result")
 
     def _placed_event(self, worker: str, item: EventItem) -> Event:
         event = item.event

@@ -44,7 +44,7 @@ from .protocol import (
 from .router import MODEL, RESULT
 
 #: Routing keys a worker keeps track of (and reports while its cache still holds them).
-TRACKED_KEYS = 4096
+TRACKED_KEYS = 1024
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from latentgraph.cli import main
 from latentgraph.cluster import backend
 from latentgraph.cluster.backend import Cluster, ClusterUnavailable
 from latentgraph.cluster.batch import BatchReport, run_on_cluster
+from latentgraph.cluster.files import OutputPlacer
 from latentgraph.cluster.protocol import SUCCESS, Job
 from latentgraph.cluster.router import MODEL
 from latentgraph.cluster.worker import WorkerSettings
@@ -146,3 +147,22 @@ def test_an_unreachable_address_is_one_clear_line(ray_session, monkeypatch):
         backend.connect("127.0.0.1:1")
     with pytest.raises(ClusterUnavailable, match=r"expected HOST:PORT \(the head's address\) or auto"):
         backend.connect("nowhere")
+
+
+def test_the_batch_command_on_the_cluster(cluster, monkeypatch, tmp_path, capsys):
+    """Last in the module: the command closes the cluster it ran on (here the module's)."""
+    def started(address, settings, folders, workers=None):
+        assert address == "auto" and workers is None
+        cluster.placer = OutputPlacer(folders)  # the batch's own output folder
+        return cluster
+
+    monkeypatch.setattr(Cluster, "start", staticmethod(started))
+    code = main(["batch", str(GRAPHS / "core_demo.json"), "--sweep", "1.value=[8, 16]", "--ray", "auto",
+                 "--data-dir", str(tmp_path), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ran 2 prompt(s), 0 failed" in out
+    written = sorted((tmp_path / "output").iterdir())
+    assert [p.name for p in written] == ["core_demo_00001_.png", "core_demo_00002_.png"]
+    assert sorted(Image.open(p).size for p in written) == [(16, 8), (32, 16)]
+    assert cluster.alive == 0  # closed by the command
