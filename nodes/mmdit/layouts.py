@@ -6,7 +6,7 @@ For the family records (``nodes/sd3/family.py``, ``nodes/flux/family.py``), what
 * Layouts (single files), each to be listed by exactly ONE family (a registry refuses two
   layouts of one name; the loader reads the file the same way whichever family lists it):
   ``CLIP_FILE`` (clip_l.safetensors / clip_g.safetensors: transformers keys with
-  ``text_projection``), ``T5_FILE`` (t5xxl*.safetensors, fp16/bf16/fp8), ``BUNDLED_TEXT_FILE``
+  ``text_projection``), ``OPENCLIP_FILE`` (a CLIP-G in open_clip's own keys), ``T5_FILE`` (t5xxl*.safetensors, fp16/bf16/fp8), ``BUNDLED_TEXT_FILE``
   (the ``text_encoders.clip_l|clip_g|t5xxl.transformer.`` part of an all-in-one checkpoint:
   gives an :class:`SD3TextEncoders` when CLIP-G is there, else a :class:`FluxTextEncoders`),
   ``VAE16_FILE`` (``ae.safetensors`` and the ``first_stage_model.``/``vae.`` VAE of an
@@ -66,6 +66,7 @@ __all__ = [
     "AUTOENCODER_LAYOUTS",
     "BUNDLED_TEXT_FILE",
     "CLIP_FILE",
+    "OPENCLIP_FILE",
     "FLUX_TEXT_COMPONENT",
     "SD3_TEXT_COMPONENT",
     "T5_COMPONENT",
@@ -80,6 +81,10 @@ BUNDLED_PREFIX = "text_encoders.{}.transformer."
 #: a bare CLIP file at least this wide is OpenCLIP's (CLIP-G, gelu), narrower is OpenAI's.
 OPENCLIP_WIDTH = 1024
 CLIP_HEAD_DIM = 64  # both CLIP-L (768 = 12 x 64) and CLIP-G (1280 = 20 x 64)
+#: an OpenCLIP model file's parts that are not its text tower, and the roots of the text tower
+OPENCLIP_UNREAD = ("visual.", "logit_scale", "logit_bias", "attn_mask")
+OPENCLIP_TEXT = ("transformer.resblocks.", "positional_embedding", "token_embedding.", "ln_final.",
+                 "text_projection")
 CLIP_ACTIVATION = {"clip_l": "quick_gelu", "clip_g": "gelu"}
 T5_TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 T5_UNREAD = ("decoder.", "lm_head.")  # of a whole T5 (encoder-decoder) checkpoint
@@ -203,6 +208,29 @@ def clip_file(weights: WeightFile, device: torch.device) -> ClipEncoder:
     prefix = _prefix_with(weights, "text_model.embeddings.token_embedding.weight")
     state = _strip(weights.tensors(lambda k: k.startswith(prefix)), prefix)
     return clip_from_state(state, name, None, device)
+
+
+def openclip_file(weights: WeightFile, device: torch.device) -> ClipEncoder:
+    """A CLIP text tower in OpenCLIP's own keys (``transformer.resblocks.N.attn.in_proj_weight``,
+    ``token_embedding``, ``ln_final``, a ``text_projection`` matrix applied as x @ P), e.g. a
+    CLIP-G saved by open_clip; a whole OpenCLIP model's image tower is left unread. diffusers'
+    converter renames the keys (splitting in_proj into q/k/v, transposing the projection)."""
+    from types import SimpleNamespace
+
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+
+    name = display_name(weights.path)
+    prefix = _prefix_with(weights, "ln_final.weight")
+    state = _strip(weights.tensors(lambda k: k.startswith(prefix)), prefix)
+    state = {k: v for k, v in state.items() if not k.startswith(OPENCLIP_UNREAD)}
+    stray = sorted(k for k in state if not k.startswith(OPENCLIP_TEXT))
+    if stray:
+        raise CheckpointError(f"{name}: {len(stray)} tensor(s) of no OpenCLIP text tower "
+                              f"(e.g. {stray[0]})")
+    width = state["token_embedding.weight"].shape[1]
+    text_model = SimpleNamespace(config=SimpleNamespace(hidden_size=width))
+    converted = convert_open_clip_checkpoint(text_model, _dequantised(state, name), prefix="")
+    return clip_from_state(converted, name, None, device)
 
 
 def clip_folder(
@@ -510,6 +538,13 @@ class _WithoutQuantConv(Layout):
         return super().found_in(keys) and not any(k.endswith("quant_conv.weight") for k in keys)
 
 
+OPENCLIP_FILE = Layout(
+    "mmdit_openclip",
+    "an OpenCLIP text encoder (open_clip keys)",
+    ("transformer.resblocks.0.attn.in_proj_weight", "token_embedding.weight", "ln_final.weight"),
+    part="text_encoder",
+    load=openclip_file,
+)
 CLIP_FILE = Layout(
     "mmdit_clip",
     "a CLIP text encoder with a projection (CLIP-L/CLIP-G of SD3 and FLUX)",
@@ -539,5 +574,5 @@ VAE16_FILE = _WithoutQuantConv(
     part="autoencoder",
     load=vae16_file,
 )
-TEXT_ENCODER_LAYOUTS = (BUNDLED_TEXT_FILE, CLIP_FILE, T5_FILE)
+TEXT_ENCODER_LAYOUTS = (BUNDLED_TEXT_FILE, CLIP_FILE, OPENCLIP_FILE, T5_FILE)
 AUTOENCODER_LAYOUTS = (VAE16_FILE,)

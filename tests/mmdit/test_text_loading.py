@@ -57,6 +57,10 @@ def test_clip_files_equal_their_folders(text_executor, openclip_width):
     folder = load(text_executor, "clip_g_wide")
     assert folder.role == "clip_g"
     same_clip(wide.embed([PROMPT, ""]), folder.embed([PROMPT, ""]))
+    # The same CLIP-G in open_clip's own keys (a whole OpenCLIP model file).
+    openclip = load(text_executor, "files/open_clip_bigG_wide.safetensors")
+    assert (openclip.role, openclip.has_projection) == ("clip_g", True)
+    same_clip(openclip.embed([PROMPT, ""]), folder.embed([PROMPT, ""]))
 
 
 def test_clip_l_without_projection_serves_flux(pipes, text_executor):

@@ -11,7 +11,7 @@ the VAE. The LDM-layout VAE writer is the inverse of diffusers' converter, writt
 were it wrong, the strict load would refuse the file.
 
 The test modules load this module as a plugin (``pytest_plugins``) for one set of session
-fixtures, after importing it for its builders; it asserts nothing, hence PYTEST_DONT_REWRITE.
+fixtures, after importing it for its builders; it asserts nothing a test reports, hence PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations
@@ -147,6 +147,34 @@ def clip_file_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if not key.startswith(("text_model.", "text_projection.")):
             key = f"text_model.{key}"
         out[key] = value.detach().clone().contiguous()
+    return out
+
+
+def openclip_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CLIP text tower in open_clip's keys, as a whole OpenCLIP model file holds it (beside a
+    stand-in of its image tower and logit scale): q/k/v fused into in_proj, the projection a
+    matrix applied as x @ P (transformers' Linear weight, transposed)."""
+    state = clip_file_state(model)
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
+             "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+    out = {
+        "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
+        "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
+        "ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
+        "ln_final.bias": state.pop("text_model.final_layer_norm.bias"),
+        "text_projection": state.pop("text_projection.weight").T.contiguous(),
+        "logit_scale": torch.ones(()),
+        "visual.conv1.weight": torch.zeros(4, 3, 2, 2),
+    }
+    layers = {int(k.split(".")[3]) for k in state if k.startswith("text_model.encoder.layers.")}
+    for i in sorted(layers):
+        hf, oc = f"text_model.encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            qkv = [state.pop(f"{hf}self_attn.{p}_proj.{kind}") for p in "qkv"]
+            out[f"{oc}attn.in_proj_{kind}"] = torch.cat(qkv).contiguous()
+            for a, b in names.items():
+                out[f"{oc}{b}.{kind}"] = state.pop(f"{hf}{a}.{kind}")
+    assert not state, sorted(state)  # every tensor has its open_clip name
     return out
 
 
@@ -396,6 +424,7 @@ def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
     wide.save_pretrained(folders.models / "clip_g_wide")
     clip_tokenizer("!").save_pretrained(folders.models / "clip_g_wide")
     save_file(clip_file_state(wide), str(files / "clip_g_wide.safetensors"))
+    save_file(openclip_state(wide), str(files / "open_clip_bigG_wide.safetensors"))
     t5_model = sd3.text_encoder_3
     save_file(t5_file_state(t5_model), str(files / "t5xxl.safetensors"))
     for label, dtype in (("fp16", torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn),
