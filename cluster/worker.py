@@ -14,6 +14,7 @@ run is going.
 
 from __future__ import annotations
 
+import logging
 import queue
 import shutil
 import tempfile
@@ -42,6 +43,8 @@ from .protocol import (
     Job,
 )
 from .router import MODEL, RESULT
+
+log = logging.getLogger(__name__)
 
 #: Routing keys a worker keeps track of (and reports while its cache still holds them).
 TRACKED_KEYS = 1024
@@ -115,8 +118,13 @@ class Worker:
         threading.Thread(target=work, name=f"latentgraph-{job.prompt_id}", daemon=True).start()
         while not isinstance(item := events.get(), Finished):
             yield self._item(item)
-        self._track(job)
-        yield Finished(**{**item.__dict__, "held": self.held(), "files": self._files(item.ui)})
+        try:
+            self._track(job)
+            held = self.held()
+        except Exception:  # the report is a hint for the router; the result must still go back
+            log.exception("worker %s could not say what it holds after %s", self.name, job.prompt_id)
+            held = {}
+        yield Finished(**{**item.__dict__, "held": held, "files": self._files(item.ui)})
 
     def _execute(self, job: Job, sink: Any) -> Finished:
         try:
