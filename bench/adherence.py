@@ -6,6 +6,9 @@ executor, and the checker (training/checker.py) reads colour and shape back. Pri
 CPU time per image and images per second.
 
     python bench/adherence.py [--families sd var sana stylegan] [--images 200] [--models-dir models]
+
+ADM is guided by its noisy classifier at the shipped graph's scale; ``adm@S`` measures it at
+classifier scale S instead (``adm@0``: unguided, the unconditional model alone).
 """
 
 from __future__ import annotations
@@ -32,12 +35,18 @@ def _find(graph: dict, class_type: str) -> str:
 def prepared(family: str) -> tuple[dict, str, str, str]:
     """The shipped graph, the node and input that carry the class, the node whose output is
     the image, and the sampler node that carries the seed."""
+    family, _, scale = family.partition("@")
     graph = load_workflow(ROOT / "graphs" / f"shapes_{family}.json").nodes
     save = _find(graph, "LG_SaveImage")
     image_node = graph[save]["inputs"]["images"][0]
     del graph[save]  # measure generation, not PNG writing
     if family == "var":
         sampler = _find(graph, "LG_VARSampler")
+        return graph, sampler, image_node, sampler
+    if family == "adm":  # the sampler carries the class (labels), the seed and the guidance scale
+        sampler = _find(graph, "LG_ADMSampler")
+        if scale:
+            graph[sampler]["inputs"]["scale"] = float(scale)
         return graph, sampler, image_node, sampler
     if family == "stylegan":  # the mapping node carries the class and the seed
         mapping = _find(graph, "LG_StyleGANMapping")
@@ -59,6 +68,8 @@ def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, f
             graph[class_node]["inputs"]["class_labels"] = str(class_id)
         elif family == "stylegan":
             graph[class_node]["inputs"]["class_label"] = class_id
+        elif family.partition("@")[0] == "adm":
+            graph[class_node]["inputs"]["labels"] = str(class_id)
         else:
             graph[class_node]["inputs"]["text"] = shapes.caption_of(class_id)
         graph[sampler]["inputs"]["seed"] = seed * 100_000 + i
@@ -77,7 +88,7 @@ def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana", "stylegan"])
+    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana", "stylegan", "adm", "adm@0"])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--seed", type=int, default=1)
@@ -85,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"{'family':<8}{'images':>8}{'both':>8}{'colour':>8}{'shape':>8}{'CPU s/img':>11}{'img/s':>8}")
     for family in args.families:
-        if not (ROOT / "graphs" / f"shapes_{family}.json").is_file():
-            print(f"{family:<8} no graphs/shapes_{family}.json yet")
+        name = family.partition("@")[0]
+        if not (ROOT / "graphs" / f"shapes_{name}.json").is_file():
+            print(f"{family:<8} no graphs/shapes_{name}.json yet")
             continue
         r = measure(family, args.images, args.models_dir, args.seed)
         print(f"{family:<8}{r['images']:>8}{r['both']:>8.1%}{r['colour']:>8.1%}{r['shape']:>8.1%}"
