@@ -165,18 +165,11 @@ def clip_role_of_width(width: int) -> ClipRole:
     return "clip_g" if width >= OPENCLIP_WIDTH else "clip_l"
 
 
-def clip_from_state(
-    state: StateDict, name: str, role: ClipRole | None, device: torch.device
-) -> ClipEncoder:
-    """A CLIP text encoder from transformers-layout keys (with or without ``text_model.``),
-    its config read off the shapes; ``role`` None: by the width."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+def clip_config(weights: StateDict, name: str, role: ClipRole | None) -> Any:
+    """CLIPTextConfig read off transformers-layout CLIP weights (keys under ``text_model.``):
+    64-dim heads, the activation of the role (by the width where ``role`` is None)."""
+    from transformers import CLIPTextConfig
 
-    weights = {
-        k if k.startswith(("text_model.", "text_projection.")) else f"text_model.{k}": v
-        for k, v in _dequantised(state, name).items()
-        if k not in IGNORED_KEYS
-    }
     try:
         vocab, hidden = weights["text_model.embeddings.token_embedding.weight"].shape
         positions = weights["text_model.embeddings.position_embedding.weight"].shape[0]
@@ -185,7 +178,7 @@ def clip_from_state(
         raise CheckpointError(f"{name}: not a CLIP text transformer (missing {err})") from None
     role = role or clip_role_of_width(hidden)
     projection = weights.get("text_projection.weight")
-    config = CLIPTextConfig(
+    return CLIPTextConfig(
         vocab_size=vocab,
         hidden_size=hidden,
         intermediate_size=intermediate,
@@ -197,7 +190,23 @@ def clip_from_state(
         bos_token_id=49406,
         eos_token_id=49407,
     )
-    cls = CLIPTextModelWithProjection if projection is not None else CLIPTextModel
+
+
+def clip_from_state(
+    state: StateDict, name: str, role: ClipRole | None, device: torch.device
+) -> ClipEncoder:
+    """A CLIP text encoder from transformers-layout keys (with or without ``text_model.``),
+    its config read off the shapes; ``role`` None: by the width."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    weights = {
+        k if k.startswith(("text_model.", "text_projection.")) else f"text_model.{k}": v
+        for k, v in _dequantised(state, name).items()
+        if k not in IGNORED_KEYS
+    }
+    config = clip_config(weights, name, role)
+    role = "clip_g" if config.hidden_act == CLIP_ACTIVATION["clip_g"] else "clip_l"
+    cls = CLIPTextModelWithProjection if "text_projection.weight" in weights else CLIPTextModel
     model = transformers_model(cls, config, weights, name, device, model_dtype(device))
     return ClipEncoder(model, clip_tokenizer(role), role, name)
 

@@ -233,6 +233,7 @@ class _Bundle(TextEncoder):
     def to(self, device: torch.device | str) -> _Bundle:
         for member in self.members.values():
             member.to(device)
+        self._placed = None
         self.moves += 1
         return self
 
