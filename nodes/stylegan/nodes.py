@@ -54,6 +54,7 @@ class LoadStyleGAN(Node):
     dict in the same layout (.pt weights-only, .safetensors). Its shape is read off the weights."""
 
     class_type = "LG_LoadStyleGAN"
+    display_name = "Load StyleGAN"
     category = CATEGORY
 
     class In(Inputs):
@@ -108,6 +109,7 @@ class StyleGANMapping(Node):
     below the cutoff (psi 1: none; 0.7 and 0.5 trade variety for typical images)."""
 
     class_type = "LG_StyleGANMapping"
+    display_name = "StyleGAN Mapping"
     category = CATEGORY
 
     class In(Inputs):
@@ -170,6 +172,7 @@ class StyleMix(Node):
     (pose, shape) stay ``ws_a``'s, fine ones (colour, texture) become ``ws_b``'s."""
 
     class_type = "LG_StyleMix"
+    display_name = "Style Mix"
     category = CATEGORY
 
     class In(Inputs):
@@ -205,6 +208,7 @@ class StyleGANSynthesis(Node):
     the model (the same image each time), 'random' draws them from ``seed``, 'none' leaves it out."""
 
     class_type = "LG_StyleGANSynthesis"
+    display_name = "StyleGAN Synthesis"
     category = CATEGORY
 
     class In(Inputs):
@@ -241,6 +245,7 @@ class TruncatedNoise(Node):
     resampling trick at threshold t is bound t, scale 1. Feeds LG_StyleGANMapping's z."""
 
     class_type = "LG_TruncatedNoise"
+    display_name = "Truncated Noise"
     category = CATEGORY
 
     class In(Inputs):

@@ -100,3 +100,14 @@ def test_real_official_pickle(golden, name):
     _, _, cases = golden(name)
     g = load_generator(Path(OFFICIAL_PICKLES) / f"{name}.pkl", CPU, torch.float32)
     assert check_against_golden(g, cases) <= TOLERANCE
+
+
+def test_training_path_equals_the_fused_inference_path(conditional, golden):
+    """The unfused modulation (scaling activations around one shared convolution, as training
+    runs) computes what the fused per-sample weights do."""
+    _, _, cases = golden("conditional")
+    with torch.no_grad():
+        ws = conditional.mapping(cases["z"], cases["c"])
+        fused = conditional.synthesis(ws, fused=True)
+        unfused = conditional.synthesis(ws, fused=False)
+    assert (fused - unfused).abs().max() <= TOLERANCE
