@@ -49,7 +49,7 @@ def check_patches(sample: torch.Tensor, argument: str = "sample") -> None:
         raise ArgumentError(
             argument,
             f"FLUX packs the latent into 2x2 patches, and its {height}x{width} is odd: use an "
-            "image whose sides are multiples of 16 (twice the autoencoder's factor)",
+            "image whose sides are multiples of twice the autoencoder's factor (16 for FLUX's VAE)",
         )
 
 

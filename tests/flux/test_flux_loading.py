@@ -119,7 +119,7 @@ def test_odd_latents_and_foreign_embeddings_are_refused_by_name(flux_executor):
     with pytest.raises(ArgumentError, match="2x2 patches") as info:
         denoiser.forward(torch.zeros(1, 16, 5, 8), torch.tensor(500.0), context)
     assert info.value.argument == "sample"
-    with pytest.raises(ArgumentError, match="multiples of 16") as info:
+    with pytest.raises(ArgumentError, match="multiples of twice the autoencoder") as info:
         denoiser.plan_options(torch.zeros(1, 16, 8, 7))
     assert info.value.argument == "latent"
     sd3_like = TextEmbeds(torch.zeros(1, 333, 32), pooled=torch.zeros(1, 64))
