@@ -150,8 +150,8 @@ def _clipped_log_posterior_variance(plan: SamplingPlan, index: int) -> torch.Ten
     """log beta_tilde; at the step onto x_0, where beta_tilde is 0, the step before's value
     (guided-diffusion's posterior_log_variance_clipped)."""
     variance = _posterior_variance(plan, index)
-    if variance <= 0 and plan.num_steps > 1:
-        variance = _posterior_variance(plan, plan.num_steps - 2 if index == plan.num_steps - 1 else index - 1)
+    if variance <= 0 and plan.num_steps > 1:  # only the last step lands on alpha_bar = 1
+        variance = _posterior_variance(plan, plan.num_steps - 2)
     return torch.log(variance)
 
 

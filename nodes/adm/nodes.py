@@ -141,7 +141,7 @@ class ADMDenoise(Node):
         sample = samples_of(x.sample, "sample")
         step = _check_step(x.plan, x.step)
         if sample.ndim != 4 or sample.shape[1] != model.channels:
-            raise InputError("sample", f"expected ({'B'}, {model.channels}, H, W) pixels for this U-Net, "
+            raise InputError("sample", f"expected (B, {model.channels}, H, W) pixels for this U-Net, "
                                        f"got {tuple(sample.shape)}")
         classes = model.config.num_classes
         labels = None if classes is None else parse_labels(x.labels, sample.shape[0], classes, "labels", "the U-Net")

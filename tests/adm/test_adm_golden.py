@@ -38,6 +38,9 @@ def test_classifier_gradient_is_cond_fn(adm_models, golden):
     with torch.no_grad():  # nodes may run without autograd: the gradient turns it on itself
         grad = diffusion.classifier_gradient(classifier, golden["x"], golden["t"][0], golden["y"], 3.0)
     check("gradient", grad, golden["gradient"])
+    with torch.inference_mode():
+        x = golden["x"].clone()  # an inference tensor, as a host running nodes in inference mode makes
+        assert torch.equal(diffusion.classifier_gradient(classifier, x, golden["t"][0], golden["y"], 3.0), grad)
 
 
 def test_respacing_matches_space_timesteps(respacings):
