@@ -66,8 +66,8 @@ __all__ = [
     "AUTOENCODER_LAYOUTS",
     "BUNDLED_TEXT_FILE",
     "CLIP_FILE",
-    "OPENCLIP_FILE",
     "FLUX_TEXT_COMPONENT",
+    "OPENCLIP_FILE",
     "SD3_TEXT_COMPONENT",
     "T5_COMPONENT",
     "T5_FILE",
@@ -302,10 +302,13 @@ def _t5_model(config: Any, weights: StateDict, name: str, device: torch.device) 
 
     dtype = model_dtype(device)
     model = transformers_model(T5EncoderModel, config, weights, name, device, dtype)
-    if dtype == torch.float16:  # T5's feed-forward output overflows fp16 (transformers keeps
-        for module in model.modules():  # `wo` in fp32 for it: _keep_in_fp32_modules)
+    if dtype == torch.float16:
+        # T5's feed-forward output overflows fp16: transformers keeps the `wo` layers in fp32
+        # (T5's _keep_in_fp32_modules) with the file's own values, and so do we.
+        for name, module in model.named_modules():
             if hasattr(module, "wo"):
                 module.wo.float()
+                module.wo.weight.data.copy_(weights[f"{name}.wo.weight"])
     return model
 
 

@@ -245,6 +245,13 @@ class LoadT5TextEncoder(Node):
             t5 = load_t5(path, tokenizer, self.ctx.device)
         except CheckpointError as err:
             raise InputError("path", str(err)) from None
+        if t5.tokenizer is None:
+            raise InputError(
+                "tokenizer",
+                f"{t5.source} carries no tokenizer (a weight file holds none): name a folder "
+                "with T5's tokenizer.json or spiece.model, e.g. tokenizer_3/ of an SD3 or "
+                "tokenizer_2/ of a FLUX diffusers folder",
+            )
         record_models(self, {"t5": t5})
         return self.Out(t5=t5)
 

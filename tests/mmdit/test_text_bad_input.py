@@ -106,6 +106,13 @@ def test_a_t5_file_without_its_tokenizer(text_executor):
     assert "sd3_all_in_one.safetensors" in str(info.value) and "tokenizer" in str(info.value)
 
 
+def test_the_t5_loader_needs_a_tokenizer_for_a_file(text_executor):
+    g = Graph()
+    g.node("LG_LoadT5TextEncoder", id="1", path="files/t5xxl.safetensors")
+    failure(text_executor, g, "1", "LG_LoadT5TextEncoder", "tokenizer", "files/t5xxl.safetensors",
+            "no tokenizer")
+
+
 def test_a_tokenizer_folder_without_a_tokenizer(text_executor):
     g = Graph()
     g.node("LG_LoadT5TextEncoder", id="1", path="files/t5xxl.safetensors", tokenizer="sd3/vae")

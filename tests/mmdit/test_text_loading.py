@@ -170,3 +170,22 @@ def test_other_quantisations_are_refused(pipes, text_root, text_executor):
     error = info.value.error
     assert isinstance(error, InputError) and error.input_name == "path"
     assert "t5xxl_nvfp4.safetensors" in str(error) and "nvfp4" in str(error)
+
+
+def test_t5_in_fp16_keeps_wo_in_fp32_as_transformers_does(monkeypatch, text_root):
+    """On a GPU without bf16 the MM-DiT parts fall back to fp16, where T5's feed-forward output
+    overflows; transformers keeps its `wo` layers in fp32 (T5's _keep_in_fp32_modules) when it
+    loads T5 in fp16, and so does our loader: same parameter dtypes, same output (CPU fp16)."""
+    from transformers import T5EncoderModel
+
+    monkeypatch.setattr(layouts, "model_dtype", lambda device: torch.float16)
+    folder = text_root.models / "sd3" / "text_encoder_3"
+    ours = layouts.t5_folder(folder, None, torch.device("cpu")).model
+    theirs = T5EncoderModel.from_pretrained(folder, dtype=torch.float16).eval()
+    assert {k: v.dtype for k, v in ours.state_dict().items()} == {
+        k: v.dtype for k, v in theirs.state_dict().items()
+    }
+    assert ours.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float32
+    ids = torch.tensor([[5, 9, 40, 1] + [0] * 12])
+    with torch.no_grad():
+        assert torch.equal(ours(ids)[0], theirs(ids)[0])
