@@ -46,8 +46,16 @@ async def until_end(ws, prompt_id: str) -> list:
     return messages
 
 
+async def wait_for(condition, timeout: float = RAY_TIMEOUT_S) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 async def history(client, prompt_id: str) -> dict:
-    for _ in range(200):
+    for _ in range(RAY_TIMEOUT_S * 20):
         entry = (await (await client.get(f"/history/{prompt_id}")).json()).get(prompt_id)
         if entry is not None:
             return entry
@@ -95,6 +103,25 @@ async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_pa
     assert (await client.post("/interrupt", json={"prompt_id": long})).status == 200
     assert (await until_end(ws, long))[-1]["type"] == "execution_interrupted"
     assert (await history(client, long))["status"]["status_str"] == "error"
+
+    # a worker killed under its prompt: the prompt goes back to the queue and completes elsewhere
+    runner = app[STATE].runner
+    doomed = await queue(client, shapes_prompt(seed=10, steps=20))
+    await wait_for(lambda: any(doomed in w.in_flight for w in runner.cluster.router.workers.values()))
+    victim = next(n for n, w in runner.cluster.router.workers.items() if doomed in w.in_flight)
+    ray_session.kill(runner.cluster.actors[victim])
+    assert (await history(client, doomed))["status"]["status_str"] == "success"
+    assert victim not in runner.cluster.actors and runner.cluster.alive == 1
+
+    # the last one killed too: its next prompt finds it dead, and the server runs it itself
+    ray_session.kill(next(iter(runner.cluster.actors.values())))
+    alone = await queue(client, json.loads((GRAPHS / "core_demo.json").read_text()))
+    entry = await history(client, alone)
+    assert entry["status"]["status_str"] == "success" and runner.cluster.alive == 0
+    assert entry["outputs"]["4"]["images"][0]["filename"] == "core_demo_00001_.png"
+    names = sorted(p.name for p in (tmp_path / "output").iterdir())
+    # every prompt that succeeded left one file: none lost with its worker, none written twice
+    assert names == ["core_demo_00001_.png", *(f"shapes_sd_{i:05d}_.png" for i in range(1, 6))]
 
 
 async def test_an_unreachable_cluster_is_logged_and_the_server_runs_prompts_itself(
