@@ -390,9 +390,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
             _format_error(p, False)
         return EXIT_INVALID
     folders = _folders(args)
-    try:
-        executor = Executor(device=args.device, cache_dir=args.cache_dir, folders=folders,
-                            limits=_limits(args))
+
+    def local_executor() -> Any:
+        return Executor(device=args.device, cache_dir=args.cache_dir, folders=folders, limits=_limits(args))
+
+    try:  # with --ray, only to validate: the device asked for may be the workers' alone
+        executor = Executor(device="cpu", folders=folders, limits=_limits(args)) if args.ray else local_executor()
     except ValueError as err:
         _format_error(str(err), False)
         return EXIT_RUNTIME
@@ -415,13 +418,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
                       f"({_combination(sweeps, job.prompt)}): {outcome.message}", file=sys.stderr)
 
     try:
-        left = _batch_on_cluster(args, folders, jobs, done, report) if args.ray else list(jobs)
+        left = _batch_on_cluster(args, folders, jobs, done, report) if args.ray else jobs
         if left is None:
             return EXIT_RUNTIME
         if left and args.ray:
             print(f"warning: no worker left; running the last {len(left)} prompt(s) here",
                   file=sys.stderr)
+            executor = local_executor()
         run_local(executor, left, done)
+    except ValueError as err:  # no worker left, and the device asked for is not here
+        _format_error(f"{err}; {total - report.done} prompt(s) not run", False)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         _format_error(f"interrupted after {report.done} of {total} prompt(s)", False)
         return EXIT_RUNTIME

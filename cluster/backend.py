@@ -152,9 +152,12 @@ class Cluster:
         except Exception as err:
             for actor in started.values():
                 ray.kill(actor)
-            kind = "GPU" if gpus else "CPU"
-            raise ClusterUnavailable(f"{count} worker(s) (one {kind} each) did not start within "
-                                     f"{timeout_s:.0f} s: {_first_line(err)}") from None
+            if isinstance(err, ray.exceptions.GetTimeoutError):
+                need = f"{slot.get('num_gpus', slot.get('num_cpus'))} {'GPU' if gpus else 'CPU'}"
+                why = f"not up within {timeout_s:.0f} s (each needs {need} free in the cluster)"
+            else:  # the worker's constructor raised: its message says why
+                why = _first_line(err)
+            raise ClusterUnavailable(f"{count} worker(s) did not start: {why}") from None
         for name, actor in started.items():
             self.actors[name] = actor
             self.router.add(name)
