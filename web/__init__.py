@@ -16,6 +16,7 @@ Modules, one job each:
 * ``security``       -- bind policy, Host/Origin checks, CORS, the bearer token
 * ``queue_store``    -- queue and history in SQLite (survive a kill)
 * ``runner``         -- runs prompts on a worker thread, forwards events, writes the history
+* ``cluster_runner`` -- ``serve --ray``: the same, with the prompts on a Ray cluster's workers
 * ``prompt_intake``  -- ``POST /prompt`` body -> queue item or ComfyUI's ``node_errors``
 * ``ws``             -- WebSocket connections, outboxes, message and preview framing
 * ``previews``       -- IMAGE tensor -> small PNG for live previews
