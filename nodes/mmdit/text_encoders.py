@@ -89,7 +89,16 @@ class ClipEncoder(TextEncoder):
     def has_projection(self) -> bool:
         return hasattr(self.model, "text_projection")
 
-    def embed(self, texts: list[str]) -> ClipEmbeds:
+    @property
+    def layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    def embed(self, texts: list[str], clip_skip: int = 0) -> ClipEmbeds:
+        """``clip_skip``: layers skipped from the end beyond the penultimate one SD3 reads
+        (StableDiffusion3Pipeline's ``hidden_states[-(clip_skip + 2)]``; 0 is its None)."""
+        if not 0 <= clip_skip < self.layers:
+            raise ValueError(f"clip_skip {clip_skip} is not in 0..{self.layers - 1} ({self.title} "
+                             f"has {self.layers} layers)")
         ids = self.tokenizer(
             texts,
             padding="max_length",
@@ -107,7 +116,7 @@ class ClipEncoder(TextEncoder):
             pooled = out.pooler_output
             projected = self.model.text_projection(pooled) if self.has_projection else None
         return ClipEmbeds(
-            hidden=out.hidden_states[-2].to(dtype),
+            hidden=out.hidden_states[-(clip_skip + 2)].to(dtype),
             pooled=pooled.to(dtype),
             projected=projected,
             role=self.role,

@@ -65,6 +65,13 @@ class CLIPTextEncodeMMDiT(Node):
             tooltip="which CLIP of a checkpoint's bundled encoders; for a single one, the one "
             "it must be",
         )
+        clip_skip: int = Input(
+            0,
+            ge=0,
+            le=47,
+            tooltip="layers skipped from the end beyond the penultimate one SD3 reads "
+            "(StableDiffusion3Pipeline's clip_skip; 0 is its default)",
+        )
 
     class Out(Outputs):
         clip: ClipEmbedsSocket
@@ -85,7 +92,10 @@ class CLIPTextEncodeMMDiT(Node):
                 "clip", f"{clip.source} is a {clip.title}, not a {te.CLIP_TITLES[x.which]}"
             )
         self.ctx.check_interrupted()
-        return self.Out(clip=clip.embed([x.text]))
+        try:
+            return self.Out(clip=clip.embed([x.text], x.clip_skip))
+        except ValueError as err:
+            raise InputError("clip_skip", str(err)) from None
 
 
 class T5TextEncode(Node):

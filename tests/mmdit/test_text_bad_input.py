@@ -69,6 +69,13 @@ def test_a_clip_l_where_a_clip_g_goes(text_executor):
     failure(text_executor, g, "f", "LG_FluxConditioning", "clip_l", "sd3/text_encoder_2", "CLIP-G")
 
 
+def test_clip_skip_beyond_the_layers(text_executor):
+    g = Graph()
+    clip = g.node("LG_LoadTextEncoder", id="1", path="files/clip_l.safetensors")
+    g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=clip, text=PROMPT, clip_skip=2)
+    failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "clip_skip", "0..1", "2 layers")
+
+
 def test_bundled_encoders_need_a_choice_of_clip(text_executor):
     g = Graph()
     g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=g.node("LG_LoadTextEncoder", id="1", path="flux"),

@@ -36,11 +36,13 @@ def bundled_graph(path: str, *texts: str) -> Graph:
     return g
 
 
-def separate_sd3_graph(path: str, text: str, t5_tokens: int | None = 256) -> Graph:
+def separate_sd3_graph(path: str, text: str, t5_tokens: int | None = 256, skip: int = 0) -> Graph:
     g = Graph()
     encoder = g.node("LG_LoadTextEncoder", id="1", path=path)
-    clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=encoder, text=text, which="clip_l")
-    clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=encoder, text=text, which="clip_g")
+    clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=encoder, text=text, which="clip_l",
+                    clip_skip=skip)
+    clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=encoder, text=text, which="clip_g",
+                    clip_skip=skip)
     inputs = {"clip_l": clip_l, "clip_g": clip_g, "t5_width": T5}
     if t5_tokens is not None:
         inputs["t5"] = g.node("LG_T5TextEncode", id="t", t5=encoder, text=text, max_length=t5_tokens)
@@ -70,6 +72,13 @@ def test_sd3_longer_t5_sequence(pipes, text_executor):
     embeds, _, pooled, _ = encode_prompt_sd3(pipes["sd3"], PROMPT, max_sequence_length=512)
     assert embeds.shape[1] == 77 + 512
     assert_same(ours.embeddings, embeds)
+
+
+def test_sd3_clip_skip(pipes, text_executor):
+    (ours,) = run(text_executor, separate_sd3_graph("sd3", PROMPT, skip=1), "c")
+    embeds, _, pooled, _ = encode_prompt_sd3(pipes["sd3"], PROMPT, clip_skip=1)
+    assert_same(ours.embeddings, embeds)
+    assert_same(ours.pooled, pooled)
 
 
 def test_sd3_without_t5_is_the_pipeline_zeros(pipes, text_executor):
