@@ -87,6 +87,13 @@ async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_pa
     view = await client.get("/view", params={"filename": "shapes_sd_00001_.png", "type": "output"})
     assert view.status == 200 and (await view.read()).startswith(b"\x89PNG")
 
+    # the same prompt again: its worker has it all cached and names the same file, as locally
+    again = await queue(client, shapes_prompt(seed=5))
+    kinds = [m["type"] for m in await until_end(ws, again) if isinstance(m, dict)]
+    assert "execution_cached" in kinds and "progress" not in kinds
+    assert (await history(client, again))["outputs"]["7"] == shown
+    assert len(list((tmp_path / "output").iterdir())) == 1
+
     # several at once; each file gets a name of its own in the server's folder
     ids = [await queue(client, shapes_prompt(seed=s)) for s in (6, 7, 8)]
     entries = [await history(client, pid) for pid in ids]
