@@ -17,12 +17,16 @@ fp32, to keep the folder small), and saves, in the official key layout:
   p_sample (Algorithm 1) and guided ddim_sample (Algorithm 2, eta 0 and 0.5), with and without
   clipping x0, at a middle step
   and at the last step of a "10" respacing, with their noise, and the learned log variance;
-  ``respacing.json``: the timesteps space_timesteps keeps for several respacing strings.
+  ``respacing.json``: the timesteps space_timesteps keeps for several respacing strings;
+- ``released_layouts.json.gz``: the key names and shapes of the released checkpoints' networks
+  (the README's flags for 64, 128, 256 and 512 px, diffusion and classifier), built on the meta
+  device, so configuration reading is tested on the real layouts without their weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -42,6 +46,26 @@ CLASSIFIER = dict(image_size=SIDE, in_channels=3, model_channels=32, out_channel
                   attention_resolutions=(2,), channel_mult=(1, 1), num_head_channels=16,
                   use_scale_shift_norm=True, resblock_updown=True, pool="attention")
 TRUNK = ("time_embed.", "input_blocks.", "middle_block.")
+# guided-diffusion's README flags of its released checkpoints (the heads: channels per head, or
+# a head count where that is -1)
+_MODEL = dict(image_size=256, num_channels=256, num_res_blocks=2, channel_mult="", learn_sigma=True, class_cond=True,
+              use_checkpoint=False, attention_resolutions="32,16,8", num_heads=4, num_head_channels=64,
+              num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True, use_fp16=False,
+              use_new_attention_order=False)
+_CLASSIFIER = dict(image_size=256, classifier_use_fp16=False, classifier_width=128, classifier_depth=2,
+                   classifier_attention_resolutions="32,16,8", classifier_use_scale_shift_norm=True,
+                   classifier_resblock_updown=True, classifier_pool="attention")
+RELEASED = {
+    "64x64_diffusion": ("model", dict(image_size=64, num_channels=192, num_res_blocks=3, use_new_attention_order=True)),
+    "128x128_diffusion": ("model", dict(image_size=128, num_head_channels=-1)),
+    "256x256_diffusion": ("model", {}),
+    "256x256_diffusion_uncond": ("model", dict(class_cond=False)),
+    "512x512_diffusion": ("model", dict(image_size=512)),
+    "64x64_classifier": ("classifier", dict(image_size=64, classifier_depth=4)),
+    "128x128_classifier": ("classifier", dict(image_size=128)),
+    "256x256_classifier": ("classifier", {}),
+    "512x512_classifier": ("classifier", dict(image_size=512)),
+}
 SCALE = 3.0
 
 
@@ -63,7 +87,11 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(args.official))
     from guided_diffusion.respace import space_timesteps
-    from guided_diffusion.script_util import create_gaussian_diffusion
+    from guided_diffusion.script_util import (
+        create_classifier,
+        create_gaussian_diffusion,
+        create_model,
+    )
     from guided_diffusion.unet import EncoderUNetModel, UNetModel
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +157,16 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in io.items()}, str(args.out / "io.safetensors"))
     spacings = {text: sorted(space_timesteps(1000, text)) for text in RESPACINGS}
     (args.out / "respacing.json").write_text(json.dumps(spacings) + "\n")
+    layouts = {}
+    for name, (kind, flags) in RELEASED.items():
+        with torch.device("meta"):
+            net = (create_model(**{**_MODEL, **flags}) if kind == "model"
+                   else create_classifier(**{**_CLASSIFIER, **flags}))
+        heads = flags.get("num_head_channels", 64) if kind == "model" else 64
+        layouts[name] = {"num_head_channels": max(heads, 0), "num_heads": 4 if heads < 0 else 1,
+                         "shapes": {k: list(v.shape) for k, v in net.state_dict().items()}}
+    with gzip.open(args.out / "released_layouts.json.gz", "wt") as f:
+        json.dump(layouts, f)
     print(f"wrote {args.out}: " + ", ".join(f"{p.name} {p.stat().st_size // 1024} KB"
                                            for p in sorted(args.out.iterdir())))
 

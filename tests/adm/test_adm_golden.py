@@ -7,10 +7,15 @@ remains is float32 rounding (measured max-abs errors are printed with -s).
 
 from __future__ import annotations
 
+import gzip
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from latentgraph.nodes.adm import diffusion
 from latentgraph.nodes.adm.loaders import adm_schedule
+from latentgraph.nodes.adm.model import EncoderUNetModel, UNetModel, infer_config
 
 TOL = 1e-5
 # "10" from 1000 keeps 0, 111, ..., 999; the official respaced index 5 is timestep 555, the
@@ -72,3 +77,35 @@ def test_guided_steps(adm_models, golden, label):
         sample, x0 = step(golden[f"noise_{name}_{label}"])
         check(f"{name} {label} sample", sample, golden[f"{name}_{label}_sample"])
         check(f"{name} {label} x0", x0, golden[f"{name}_{label}_x0"])
+
+
+EXPECTED = {  # what guided-diffusion's README flags say of each released network
+    "64x64_diffusion": ((1, 2, 3, 4), 3, {2, 4, 8}, 1000, None),
+    "128x128_diffusion": ((1, 1, 2, 3, 4), 2, {4, 8, 16}, 1000, None),
+    "256x256_diffusion": ((1, 1, 2, 2, 4, 4), 2, {8, 16, 32}, 1000, None),
+    "256x256_diffusion_uncond": ((1, 1, 2, 2, 4, 4), 2, {8, 16, 32}, None, None),
+    "512x512_diffusion": ((0.5, 1, 1, 2, 2, 4, 4), 2, {16, 32, 64}, 1000, None),
+    "64x64_classifier": ((1, 2, 3, 4), 4, {2, 4, 8}, None, 64),
+    "128x128_classifier": ((1, 1, 2, 3, 4), 2, {4, 8, 16}, None, 128),
+    "256x256_classifier": ((1, 1, 2, 2, 4, 4), 2, {8, 16, 32}, None, 256),
+    "512x512_classifier": ((0.5, 1, 1, 2, 2, 4, 4), 2, {16, 32, 64}, None, 512),
+}
+
+
+def test_released_layouts_are_read_right():
+    """The released checkpoints' key names and shapes (from the official code, on the meta device)
+    give the configuration their flags say, and our networks of it have exactly those keys."""
+    with gzip.open(Path(__file__).parent / "golden" / "released_layouts.json.gz", "rt") as f:
+        layouts = json.load(f)
+    assert set(layouts) == set(EXPECTED)
+    for name, layout in layouts.items():
+        state = {k: torch.empty(shape, device="meta") for k, shape in layout["shapes"].items()}
+        kind, config = infer_config(state, layout["num_head_channels"], layout["num_heads"])
+        mult, blocks, attention, classes, side = EXPECTED[name]
+        assert (config.channel_mult, config.num_res_blocks, set(config.attention_ds), config.num_classes,
+                config.image_size) == (mult, blocks, attention, classes, side), name
+        assert config.use_scale_shift_norm and config.resblock_updown, name
+        assert kind == "classifier" or config.learn_sigma, name
+        with torch.device("meta"):
+            ours = (UNetModel if kind == "unet" else EncoderUNetModel)(config)
+        assert {k: list(v.shape) for k, v in ours.state_dict().items()} == layout["shapes"], name
