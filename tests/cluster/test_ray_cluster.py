@@ -18,8 +18,9 @@ from latentgraph.cluster import backend
 from latentgraph.cluster.backend import Cluster, ClusterUnavailable
 from latentgraph.cluster.batch import BatchReport, run_on_cluster
 from latentgraph.cluster.files import OutputPlacer
+from latentgraph.cluster.keys import routing_keys
 from latentgraph.cluster.protocol import SUCCESS, Job
-from latentgraph.cluster.router import MODEL
+from latentgraph.cluster.router import MODEL, RESULT
 from latentgraph.cluster.worker import WorkerSettings
 from latentgraph.executor import Folders
 from PIL import Image
@@ -64,7 +65,9 @@ def test_routing_prefers_the_worker_that_holds_the_models(cluster):
     finally:
         router.finished(first, "occupied")
     held = router.workers[second].held
-    assert MODEL in held.values()  # the worker reported the checkpoint it now holds
+    keys = routing_keys(shapes_prompt(seed=11))
+    # the worker reported the checkpoint it now holds as a model, the text embeddings as results
+    assert held[keys["1"]] == MODEL and held[keys["2"]] == held[keys["3"]] == RESULT
     # every tie-break favours `first` now (it joined first, both are idle): the models decide
     again = cluster.dispatch(Job("holder-2", shapes_prompt(seed=12, text="a cyan square")))
     assert again.worker == second
