@@ -66,6 +66,7 @@ class FluxDenoiser(Denoiser, HoldsModules):
         self.training = training
         self.schedule = training.schedule
         self.guidance_embeds = bool(transformer.config.guidance_embeds)
+        self._id_cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def plan_options(self, latent: torch.Tensor) -> dict[str, Any]:
         """FluxPipeline's plan: mu from the packed token count, on the pipeline's sigmas."""
@@ -93,6 +94,7 @@ class FluxDenoiser(Denoiser, HoldsModules):
         # FluxPipeline: t.expand(B).to(latents.dtype), then divided by 1000 in the call.
         t = timestep.to(device).expand(batch).to(dtype)
         embeddings = context.embeddings.to(device, dtype)
+        txt_ids, img_ids = self._ids(embeddings.shape[1], height // 2, width // 2, device, dtype)
         with torch.no_grad():
             out = self.transformer(
                 hidden_states=pack(sample.to(device, dtype)),
@@ -100,11 +102,26 @@ class FluxDenoiser(Denoiser, HoldsModules):
                 guidance=guidance,
                 pooled_projections=context.pooled.to(device, dtype),
                 encoder_hidden_states=embeddings,
-                txt_ids=torch.zeros(embeddings.shape[1], 3, device=device, dtype=dtype),
-                img_ids=image_ids(height // 2, width // 2, device, dtype),
+                txt_ids=txt_ids,
+                img_ids=img_ids,
                 return_dict=False,
             )[0]
         return unpack(out, height, width)
+
+    def _ids(
+        self, tokens: int, rows: int, columns: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text (zeros) and image position ids, made once per shape as the pipeline makes
+        them once per call (the transformer only reads them)."""
+        key = (tokens, rows, columns, device, dtype)
+        if key not in self._id_cache:
+            if len(self._id_cache) > 8:
+                self._id_cache.clear()
+            self._id_cache[key] = (
+                torch.zeros(tokens, 3, device=device, dtype=dtype),
+                image_ids(rows, columns, device, dtype),
+            )
+        return self._id_cache[key]
 
     def predict(
         self,
