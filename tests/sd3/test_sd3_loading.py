@@ -97,3 +97,26 @@ def test_embeddings_of_another_family_are_refused_by_name(sd3_executor):
     with pytest.raises(ArgumentError, match="encoded for another model family") as info:
         denoiser.forward(torch.zeros(1, 16, 8, 8), torch.tensor(500.0), flux_like)
     assert info.value.argument == "positive"
+
+
+@pytest.mark.parametrize("config", [{}, {"max_shift": 1.2, "time_shift_type": "linear", "shift_terminal": 0.1}])
+def test_dynamic_shift_config_plans_as_the_pipeline(config, sd3_models):
+    """An SD3 scheduler config with use_dynamic_shifting: mu from the latent's 2x2 patches
+    (StableDiffusion3Pipeline's calculate_shift over the config's values), equal plans."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+    from latentgraph.nodes.diffusion.solvers import make_plan
+    from latentgraph.nodes.sd3.models import SD3Denoiser
+    from latentgraph.nodes.sd3.scheduling import flow_match
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, **config)
+    denoiser = SD3Denoiser(sd3_models["sd3"], flow_match(dict(scheduler.config), "test", 1.16))
+    options = denoiser.plan_options(torch.zeros(1, 16, 96, 64))
+    c = scheduler.config  # the pipeline reads these (its own defaults only for keys left out)
+    mu = calculate_shift(48 * 32, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift)
+    assert options.pop("mu") == pytest.approx(mu, abs=1e-12)
+    scheduler.set_timesteps(7, mu=mu)
+    plan = make_plan(denoiser.schedule, 7, "flow_euler", mu=mu, **options)
+    assert torch.equal(plan.sigmas, scheduler.sigmas) and torch.equal(plan.timesteps, scheduler.timesteps)
+    assert np.isclose(denoiser.schedule.shift, 1.0)
