@@ -3,11 +3,13 @@ their text-encoder and VAE files, and the loaders of their diffusers component f
 
 For the family records (``nodes/sd3/family.py``, ``nodes/flux/family.py``), what to take:
 
-* Layouts (single files), each to be listed by exactly ONE family (a registry refuses two
-  layouts of one name; the loader reads the file the same way whichever family lists it):
+* Layouts (single files); a registry refuses two layouts of one name, so a second family
+  lists them renamed (``dataclasses.replace(layout, name=...)``); the loader reads a file the
+  same way whichever family lists it:
   ``CLIP_FILE`` (clip_l.safetensors / clip_g.safetensors: transformers keys with
-  ``text_projection``), ``OPENCLIP_FILE`` (a CLIP-G in open_clip's own keys), ``T5_FILE`` (t5xxl*.safetensors, fp16/bf16/fp8), ``BUNDLED_TEXT_FILE``
-  (the ``text_encoders.clip_l|clip_g|t5xxl.transformer.`` part of an all-in-one checkpoint:
+  ``text_projection``), ``OPENCLIP_FILE`` (a CLIP-G in open_clip's own keys), ``T5_FILE``
+  (t5xxl*.safetensors: fp32/fp16/bf16, fp8 and ComfyUI's scaled fp8), ``BUNDLED_TEXT_FILE`` (the
+  ``text_encoders.clip_l|clip_g|t5xxl.transformer.`` part of an all-in-one checkpoint:
   gives an :class:`SD3TextEncoders` when CLIP-G is there, else a :class:`FluxTextEncoders`),
   ``VAE16_FILE`` (``ae.safetensors`` and the ``first_stage_model.``/``vae.`` VAE of an
   all-in-one checkpoint; LDM keys, no quant convs). ``TEXT_ENCODER_LAYOUTS`` and
@@ -83,8 +85,13 @@ OPENCLIP_WIDTH = 1024
 CLIP_HEAD_DIM = 64  # both CLIP-L (768 = 12 x 64) and CLIP-G (1280 = 20 x 64)
 #: an OpenCLIP model file's parts that are not its text tower, and the roots of the text tower
 OPENCLIP_UNREAD = ("visual.", "logit_scale", "logit_bias", "attn_mask")
-OPENCLIP_TEXT = ("transformer.resblocks.", "positional_embedding", "token_embedding.", "ln_final.",
-                 "text_projection")
+OPENCLIP_TEXT = (
+    "transformer.resblocks.",
+    "positional_embedding",
+    "token_embedding.",
+    "ln_final.",
+    "text_projection",
+)
 CLIP_ACTIVATION = {"clip_l": "quick_gelu", "clip_g": "gelu"}
 T5_TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 T5_UNREAD = ("decoder.", "lm_head.")  # of a whole T5 (encoder-decoder) checkpoint
@@ -130,7 +137,9 @@ def _dequantised(state: StateDict, name: str) -> StateDict:
             if weight not in out:
                 raise CheckpointError(f"{name}: {key} scales a weight the file does not hold")
             out[weight] = out[weight].float() * scale.float()
-    for key in [k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))]:
+    for key in [
+        k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))
+    ]:
         del out[key]
     return {k: v.float() if v.dtype in FP8 else v for k, v in out.items()}
 
@@ -234,8 +243,9 @@ def openclip_file(weights: WeightFile, device: torch.device) -> ClipEncoder:
     state = {k: v for k, v in state.items() if not k.startswith(OPENCLIP_UNREAD)}
     stray = sorted(k for k in state if not k.startswith(OPENCLIP_TEXT))
     if stray:
-        raise CheckpointError(f"{name}: {len(stray)} tensor(s) of no OpenCLIP text tower "
-                              f"(e.g. {stray[0]})")
+        raise CheckpointError(
+            f"{name}: {len(stray)} tensor(s) of no OpenCLIP text tower (e.g. {stray[0]})"
+        )
     width = state["token_embedding.weight"].shape[1]
     text_model = SimpleNamespace(config=SimpleNamespace(hidden_size=width))
     converted = convert_open_clip_checkpoint(text_model, _dequantised(state, name), prefix="")
@@ -251,13 +261,22 @@ def clip_folder(
 
     raw = folder_config(folder)
     cls_name = class_name(raw)
-    classes = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
+    classes = {
+        "CLIPTextModel": CLIPTextModel,
+        "CLIPTextModelWithProjection": CLIPTextModelWithProjection,
+    }
     if cls_name not in classes:
-        raise CheckpointError(f"{display_name(folder)}/ holds a {cls_name or '?'}, not a CLIP text model")
+        raise CheckpointError(
+            f"{display_name(folder)}/ holds a {cls_name or '?'}, not a CLIP text model"
+        )
     config = CLIPTextConfig.from_dict(raw)
     role = role or ("clip_g" if config.hidden_act == "gelu" else "clip_l")
     model = transformers_model(
-        classes[cls_name], config, folder_weights(folder), display_name(folder), device,
+        classes[cls_name],
+        config,
+        folder_weights(folder),
+        display_name(folder),
+        device,
         model_dtype(device),
     )
     return ClipEncoder(model, folder_tokenizer(tokenizer_folder), role, display_name(folder))
@@ -277,7 +296,11 @@ def t5_config(state: StateDict, name: str) -> Any:
         q = state[f"{block}0.SelfAttention.q.weight"]
         bias = state[f"{block}0.SelfAttention.relative_attention_bias.weight"]
         gated = f"{block}1.DenseReluDense.wi_0.weight" in state
-        wi = state[f"{block}1.DenseReluDense.wi_0.weight" if gated else f"{block}1.DenseReluDense.wi.weight"]
+        wi = state[
+            f"{block}1.DenseReluDense.wi_0.weight"
+            if gated
+            else f"{block}1.DenseReluDense.wi.weight"
+        ]
     except KeyError as err:
         raise CheckpointError(f"{name}: not a T5 encoder (missing {err})") from None
     buckets, heads = bias.shape
@@ -369,7 +392,9 @@ def t5_folder(folder: Path, tokenizer_folder: Path | None, device: torch.device)
     if raw.get("model_type") != "t5":
         raise CheckpointError(f"{display_name(folder)}: a {raw.get('model_type')!r} model, not T5")
     config = T5Config.from_dict(raw)
-    weights = _tied(_dequantised(folder_weights(folder), display_name(folder)), display_name(folder))
+    weights = _tied(
+        _dequantised(folder_weights(folder), display_name(folder)), display_name(folder)
+    )
     tokenizer = t5_tokenizer(tokenizer_folder) if tokenizer_folder is not None else None
     model = _t5_model(config, weights, display_name(folder), device)
     return T5Encoder(model, tokenizer, display_name(folder))
@@ -384,7 +409,11 @@ def load_t5(path: Path, tokenizer: Any | None, device: torch.device) -> T5Encode
         if (path / "model_index.json").is_file():
             index = read_json(path / "model_index.json")
             sub = next(
-                (k for k, v in index.items() if isinstance(v, list) and v[1:] == ["T5EncoderModel"]),
+                (
+                    k
+                    for k, v in index.items()
+                    if isinstance(v, list) and v[1:] == ["T5EncoderModel"]
+                ),
                 None,
             )
             if sub is None:
@@ -423,7 +452,9 @@ def tokenizer_folder(folder: Path, files: tuple[str, ...]) -> Path:
 
 
 def _clip_component(folder: ModelFolder, device: torch.device) -> ClipEncoder:
-    return clip_folder(folder.path, tokenizer_folder(folder.path, ("tokenizer.json", "vocab.json")), device)
+    return clip_folder(
+        folder.path, tokenizer_folder(folder.path, ("tokenizer.json", "vocab.json")), device
+    )
 
 
 def _pipeline_part(pipeline: Path, sub: str) -> Path | None:
@@ -447,15 +478,24 @@ def _pipeline_tokenizer(pipeline: Path, sub: str) -> Path:
 def sd3_text_encoders(pipeline: Path, device: torch.device) -> SD3TextEncoders:
     """The text encoders of an SD3 pipeline folder; T5 left out where model_index.json has
     none (zeros of the transformer's joint_attention_dim then, as the pipeline makes them)."""
-    parts = {sub: _pipeline_part(pipeline, sub) for sub in ("text_encoder", "text_encoder_2", "text_encoder_3")}
+    parts = {
+        sub: _pipeline_part(pipeline, sub)
+        for sub in ("text_encoder", "text_encoder_2", "text_encoder_3")
+    }
     for sub in ("text_encoder", "text_encoder_2"):
         if parts[sub] is None:
             raise CheckpointError(f"{display_name(pipeline)}/: the SD3 pipeline has no {sub}/")
-    clip_l = clip_folder(parts["text_encoder"], _pipeline_tokenizer(pipeline, "tokenizer"), device, "clip_l")  # type: ignore[arg-type]
-    clip_g = clip_folder(parts["text_encoder_2"], _pipeline_tokenizer(pipeline, "tokenizer_2"), device, "clip_g")  # type: ignore[arg-type]
+    clip_l = clip_folder(
+        parts["text_encoder"], _pipeline_tokenizer(pipeline, "tokenizer"), device, "clip_l"
+    )  # type: ignore[arg-type]
+    clip_g = clip_folder(
+        parts["text_encoder_2"], _pipeline_tokenizer(pipeline, "tokenizer_2"), device, "clip_g"
+    )  # type: ignore[arg-type]
     t5 = None
     if parts["text_encoder_3"] is not None:
-        t5 = t5_folder(parts["text_encoder_3"], _pipeline_tokenizer(pipeline, "tokenizer_3"), device)
+        t5 = t5_folder(
+            parts["text_encoder_3"], _pipeline_tokenizer(pipeline, "tokenizer_3"), device
+        )
     transformer = pipeline / "transformer" / "config.json"
     width = read_json(transformer).get("joint_attention_dim") if transformer.is_file() else None
     return SD3TextEncoders(clip_l, clip_g, t5, int(width or (t5.width if t5 else 4096)))
@@ -465,11 +505,14 @@ def flux_text_encoders(pipeline: Path, device: torch.device) -> FluxTextEncoders
     """The text encoders of a FLUX pipeline folder: CLIP-L (text_encoder/) and T5
     (text_encoder_2/), each with its tokenizer folder."""
     clip_l = clip_folder(
-        _pipeline_tokenizer(pipeline, "text_encoder"), _pipeline_tokenizer(pipeline, "tokenizer"),
-        device, "clip_l",
+        _pipeline_tokenizer(pipeline, "text_encoder"),
+        _pipeline_tokenizer(pipeline, "tokenizer"),
+        device,
+        "clip_l",
     )
     t5 = t5_folder(
-        _pipeline_tokenizer(pipeline, "text_encoder_2"), _pipeline_tokenizer(pipeline, "tokenizer_2"),
+        _pipeline_tokenizer(pipeline, "text_encoder_2"),
+        _pipeline_tokenizer(pipeline, "tokenizer_2"),
         device,
     )
     return FluxTextEncoders(clip_l, t5)
@@ -524,7 +567,11 @@ def bundled_text_encoders(weights: WeightFile, device: torch.device) -> Any:
     t5 = None
     if t5_state is not None:
         beside = weights.path.parent
-        tokenizer = t5_tokenizer(beside) if any((beside / f).is_file() for f in T5_TOKENIZER_FILES) else None
+        tokenizer = (
+            t5_tokenizer(beside)
+            if any((beside / f).is_file() for f in T5_TOKENIZER_FILES)
+            else None
+        )
         t5 = t5_from_state(t5_state, f"{name} (t5xxl)", tokenizer, device)
     if clip_g_state is None:
         if t5 is None:

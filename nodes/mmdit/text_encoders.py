@@ -97,8 +97,10 @@ class ClipEncoder(TextEncoder):
         """``clip_skip``: layers skipped from the end beyond the penultimate one SD3 reads
         (StableDiffusion3Pipeline's ``hidden_states[-(clip_skip + 2)]``; 0 is its None)."""
         if not 0 <= clip_skip < self.layers:
-            raise ValueError(f"clip_skip {clip_skip} is not in 0..{self.layers - 1} ({self.title} "
-                             f"has {self.layers} layers)")
+            raise ValueError(
+                f"clip_skip {clip_skip} is not in 0..{self.layers - 1} ({self.title} "
+                f"has {self.layers} layers)"
+            )
         ids = self.tokenizer(
             texts,
             padding="max_length",
@@ -127,7 +129,9 @@ class ClipEncoder(TextEncoder):
         """On its own (LG_TextEncode): the penultimate hidden state and the pooled output SD3
         reads (projected where the model has a projection)."""
         clip = self.embed(texts)
-        return TextEmbeds(clip.hidden, pooled=clip.projected if clip.projected is not None else clip.pooled)
+        return TextEmbeds(
+            clip.hidden, pooled=clip.projected if clip.projected is not None else clip.pooled
+        )
 
 
 class T5Encoder(TextEncoder):

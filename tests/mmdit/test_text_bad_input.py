@@ -11,7 +11,7 @@ from latentgraph.executor import InputError, NodeFailed
 from safetensors.torch import save_file
 from tiny_text import PROMPT
 
-# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+# The tiny models' session fixtures (text_pipes, text_root, text_executor), shared by the modules.
 pytest_plugins = ["tiny_text"]
 T5_TOKENIZER = "sd3/tokenizer_3"
 
@@ -39,7 +39,9 @@ def t5_node(g: Graph, path: str = "files/t5xxl.safetensors"):
 def test_a_t5_where_a_clip_goes(text_executor):
     g = Graph()
     g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=t5_node(g), text=PROMPT, which="clip_g")
-    failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "clip", "T5", "files/t5xxl.safetensors")
+    failure(
+        text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "clip", "T5", "files/t5xxl.safetensors"
+    )
 
 
 def test_a_clip_where_a_t5_goes(text_executor):
@@ -53,8 +55,16 @@ def test_a_clip_l_where_a_clip_g_goes(text_executor):
     g = Graph()
     clip = g.node("LG_LoadTextEncoder", id="1", path="files/clip_l.safetensors")
     g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=clip, text=PROMPT, which="clip_g")
-    failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "clip",
-            "files/clip_l.safetensors", "CLIP-L", "not a CLIP-G")
+    failure(
+        text_executor,
+        g,
+        "2",
+        "LG_CLIPTextEncodeMMDiT",
+        "clip",
+        "files/clip_l.safetensors",
+        "CLIP-L",
+        "not a CLIP-G",
+    )
     # Embeddings of the CLIP-L on SD3's CLIP-G input, and CLIP-G's on FLUX's CLIP-L input.
     g = Graph()
     clip = g.node("LG_LoadTextEncoder", id="1", path="files/clip_l.safetensors")
@@ -62,10 +72,22 @@ def test_a_clip_l_where_a_clip_g_goes(text_executor):
     clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=clip, text=PROMPT)
     clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=bundled, text=PROMPT, which="clip_g")
     g.node("LG_SD3Conditioning", id="c", clip_l=clip_l, clip_g=clip_l, t5_width=tt.T5)
-    failure(text_executor, g, "c", "LG_SD3Conditioning", "clip_g",
-            "files/clip_l.safetensors", "CLIP-L", "CLIP-G")
-    g.node("LG_FluxConditioning", id="f", clip_l=clip_g, t5=g.node(
-        "LG_T5TextEncode", id="t", t5=bundled, text=PROMPT))
+    failure(
+        text_executor,
+        g,
+        "c",
+        "LG_SD3Conditioning",
+        "clip_g",
+        "files/clip_l.safetensors",
+        "CLIP-L",
+        "CLIP-G",
+    )
+    g.node(
+        "LG_FluxConditioning",
+        id="f",
+        clip_l=clip_g,
+        t5=g.node("LG_T5TextEncode", id="t", t5=bundled, text=PROMPT),
+    )
     failure(text_executor, g, "f", "LG_FluxConditioning", "clip_l", "sd3/text_encoder_2", "CLIP-G")
 
 
@@ -78,8 +100,12 @@ def test_clip_skip_beyond_the_layers(text_executor):
 
 def test_bundled_encoders_need_a_choice_of_clip(text_executor):
     g = Graph()
-    g.node("LG_CLIPTextEncodeMMDiT", id="2", clip=g.node("LG_LoadTextEncoder", id="1", path="flux"),
-           text=PROMPT)
+    g.node(
+        "LG_CLIPTextEncodeMMDiT",
+        id="2",
+        clip=g.node("LG_LoadTextEncoder", id="1", path="flux"),
+        text=PROMPT,
+    )
     failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "which", "clip_l")
     g.set("2", which="clip_g")
     failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "which", "no clip_g")
@@ -92,21 +118,38 @@ def test_sd3_needs_projected_clips(text_executor):
     clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=flux, text=PROMPT, which="clip_l")
     clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=sd3, text=PROMPT, which="clip_g")
     g.node("LG_SD3Conditioning", id="c", clip_l=clip_l, clip_g=clip_g, t5_width=tt.T5)
-    failure(text_executor, g, "c", "LG_SD3Conditioning", "clip_l", "flux/text_encoder",
-            "projection")
+    failure(
+        text_executor, g, "c", "LG_SD3Conditioning", "clip_l", "flux/text_encoder", "projection"
+    )
 
 
 def test_a_t5_file_without_its_tokenizer(text_executor):
     g = Graph()
     g.node("LG_LoadTextEncoder", id="1", path="files/t5xxl_fp16.safetensors")
-    failure(text_executor, g, "1", "LG_LoadTextEncoder", "path", "files/t5xxl_fp16.safetensors",
-            "no tokenizer", "LG_LoadT5TextEncoder")
+    failure(
+        text_executor,
+        g,
+        "1",
+        "LG_LoadTextEncoder",
+        "path",
+        "files/t5xxl_fp16.safetensors",
+        "no tokenizer",
+        "LG_LoadT5TextEncoder",
+    )
     # An all-in-one checkpoint loads (its CLIPs need none); its T5 says so when asked.
     g = Graph()
     bundled = g.node("LG_LoadTextEncoder", id="1", path="files/sd3_all_in_one.safetensors")
     g.node("LG_T5TextEncode", id="2", t5=bundled, text=PROMPT)
-    failure(text_executor, g, "2", "LG_T5TextEncode", "t5", "sd3_all_in_one.safetensors",
-            "tokenizer", "LG_LoadT5TextEncoder")
+    failure(
+        text_executor,
+        g,
+        "2",
+        "LG_T5TextEncode",
+        "t5",
+        "sd3_all_in_one.safetensors",
+        "tokenizer",
+        "LG_LoadT5TextEncoder",
+    )
     g.node("LG_TextEncode", id="3", encoder=bundled, text=PROMPT)
     with pytest.raises(NodeFailed) as info:
         text_executor.run(g.build(), ["3"])
@@ -116,8 +159,15 @@ def test_a_t5_file_without_its_tokenizer(text_executor):
 def test_the_t5_loader_needs_a_tokenizer_for_a_file(text_executor):
     g = Graph()
     g.node("LG_LoadT5TextEncoder", id="1", path="files/t5xxl.safetensors")
-    failure(text_executor, g, "1", "LG_LoadT5TextEncoder", "tokenizer", "files/t5xxl.safetensors",
-            "no tokenizer")
+    failure(
+        text_executor,
+        g,
+        "1",
+        "LG_LoadT5TextEncoder",
+        "tokenizer",
+        "files/t5xxl.safetensors",
+        "no tokenizer",
+    )
 
 
 def test_a_tokenizer_folder_without_a_tokenizer(text_executor):
@@ -134,19 +184,22 @@ def test_a_clip_file_to_the_t5_loader(text_executor):
     failure(text_executor, g, "1", "LG_LoadT5TextEncoder", "path", "clip_l.safetensors", "no T5")
 
 
-def test_weights_that_do_not_fit_are_refused(pipes, text_root, text_executor):
-    state = tt.clip_file_state(pipes["sd3"].text_encoder)
+def test_weights_that_do_not_fit_are_refused(text_pipes, text_root, text_executor):
+    state = tt.clip_file_state(text_pipes["sd3"].text_encoder)
     state["text_model.encoder.layers.0.extra.weight"] = state["text_projection.weight"].clone()
     save_file(state, str(text_root.models / "files" / "clip_extra.safetensors"))
     g = Graph()
     g.node("LG_LoadTextEncoder", id="1", path="files/clip_extra.safetensors")
-    failure(text_executor, g, "1", "LG_LoadTextEncoder", "path", "clip_extra.safetensors",
-            "unexpected")
-    t5 = tt.t5_file_state(pipes["sd3"].text_encoder_3)
+    failure(
+        text_executor, g, "1", "LG_LoadTextEncoder", "path", "clip_extra.safetensors", "unexpected"
+    )
+    t5 = tt.t5_file_state(text_pipes["sd3"].text_encoder_3)
     del t5["encoder.block.1.layer.0.SelfAttention.k.weight"]
     save_file(t5, str(text_root.models / "files" / "t5_missing.safetensors"))
     g = Graph()
-    g.node("LG_LoadT5TextEncoder", id="1", path="files/t5_missing.safetensors",
-           tokenizer=T5_TOKENIZER)
-    failure(text_executor, g, "1", "LG_LoadT5TextEncoder", "path", "t5_missing.safetensors",
-            "missing")
+    g.node(
+        "LG_LoadT5TextEncoder", id="1", path="files/t5_missing.safetensors", tokenizer=T5_TOKENIZER
+    )
+    failure(
+        text_executor, g, "1", "LG_LoadT5TextEncoder", "path", "t5_missing.safetensors", "missing"
+    )

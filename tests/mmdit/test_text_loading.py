@@ -13,7 +13,7 @@ from latentgraph.nodes.mmdit import layouts
 from latentgraph.nodes.mmdit import text_encoders as te
 from tiny_text import PROMPT
 
-# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+# The tiny models' session fixtures (text_pipes, text_root, text_executor), shared by the modules.
 pytest_plugins = ["tiny_text"]
 
 
@@ -63,7 +63,7 @@ def test_clip_files_equal_their_folders(text_executor, openclip_width):
     same_clip(openclip.embed([PROMPT, ""]), folder.embed([PROMPT, ""]))
 
 
-def test_clip_l_without_projection_serves_flux(pipes, text_executor):
+def test_clip_l_without_projection_serves_flux(text_pipes, text_executor):
     """FLUX's CLIP-L has no projection; a file of it is read as a CLIP text transformer (by
     SD 1.x's loader, whose layout it is), and the CLIP node takes it as a CLIP-L."""
     g = Graph()
@@ -77,21 +77,33 @@ def test_clip_l_without_projection_serves_flux(pipes, text_executor):
 
 @pytest.mark.parametrize(
     ("name", "dtype"),
-    [("t5xxl", None), ("t5xxl_fp16", torch.float16), ("t5xxl_fp8_e4m3fn", torch.float8_e4m3fn),
-     ("t5xxl_fp8_e5m2", torch.float8_e5m2)],
+    [
+        ("t5xxl", None),
+        ("t5xxl_fp16", torch.float16),
+        ("t5xxl_fp8_e4m3fn", torch.float8_e4m3fn),
+        ("t5xxl_fp8_e5m2", torch.float8_e5m2),
+    ],
 )
-def test_t5_files_equal_the_folder(pipes, text_executor, name, dtype):
-    ours = load(text_executor, f"files/{name}.safetensors", "LG_LoadT5TextEncoder",
-                tokenizer="sd3/tokenizer_3")
+def test_t5_files_equal_the_folder(text_pipes, text_executor, name, dtype):
+    ours = load(
+        text_executor,
+        f"files/{name}.safetensors",
+        "LG_LoadT5TextEncoder",
+        tokenizer="sd3/tokenizer_3",
+    )
     assert ours.model.dtype == torch.float32  # stored dtype cast to the compute dtype (CPU)
-    reference = pipes["sd3"].text_encoder_3
+    reference = text_pipes["sd3"].text_encoder_3
     if dtype is not None:  # the folder model holding the file's rounded weights
         reference = tt.t5()
-        rounded = {k: v.to(dtype).float() for k, v in pipes["sd3"].text_encoder_3.state_dict().items()}
+        rounded = {
+            k: v.to(dtype).float() for k, v in text_pipes["sd3"].text_encoder_3.state_dict().items()
+        }
         reference.load_state_dict(rounded)
         if name.startswith("t5xxl_fp8"):
             assert any(v.dtype == dtype for v in tt.t5_file_state(reference, dtype).values())
-    expected = te.T5Encoder(reference.requires_grad_(False), ours.tokenizer, "ref").embed([PROMPT], 256)
+    expected = te.T5Encoder(reference.requires_grad_(False), ours.tokenizer, "ref").embed(
+        [PROMPT], 256
+    )
     got = ours.embed([PROMPT], 256)
     assert torch.equal(got.hidden, expected.hidden)
     folder = load(text_executor, "sd3/text_encoder_3", "LG_LoadT5TextEncoder")
@@ -99,15 +111,19 @@ def test_t5_files_equal_the_folder(pipes, text_executor, name, dtype):
         assert torch.equal(folder.embed([PROMPT]).hidden, got.hidden)
 
 
-def test_sd3_all_in_one_text_encoders(pipes, text_executor):
+def test_sd3_all_in_one_text_encoders(text_pipes, text_executor):
     bundled = load(text_executor, "files/sd3_all_in_one.safetensors")
     assert isinstance(bundled, te.SD3TextEncoders) and bundled.t5_width == tt.T5
     folder = load(text_executor, "sd3")
     same_clip(bundled.clip_l.embed([PROMPT]), folder.clip_l.embed([PROMPT]))
     same_clip(bundled.clip_g.embed([PROMPT]), folder.clip_g.embed([PROMPT]))
     assert bundled.t5 is not None and bundled.t5.tokenizer is None  # a file carries none
-    t5 = load(text_executor, "files/sd3_all_in_one.safetensors", "LG_LoadT5TextEncoder",
-              tokenizer="sd3/tokenizer_3")
+    t5 = load(
+        text_executor,
+        "files/sd3_all_in_one.safetensors",
+        "LG_LoadT5TextEncoder",
+        tokenizer="sd3/tokenizer_3",
+    )
     assert torch.equal(t5.embed([PROMPT]).hidden, folder.t5.embed([PROMPT]).hidden)
     # Without T5 (sd3_medium_incl_clips): zeros as wide as the transformer's context embedder.
     clips = load(text_executor, "files/sd3_incl_clips.safetensors")
@@ -138,11 +154,15 @@ def test_component_folders_on_their_own(text_executor):
 
 
 @pytest.mark.parametrize("style", ["legacy", "comfy_quant"])
-def test_scaled_fp8_t5_files(pipes, text_executor, style):
+def test_scaled_fp8_t5_files(text_pipes, text_executor, style):
     """ComfyUI's t5xxl_fp8_e4m3fn_scaled: each weight is its fp8 value times its scale."""
-    ours = load(text_executor, f"files/t5xxl_fp8_e4m3fn_scaled_{style}.safetensors",
-                "LG_LoadT5TextEncoder", tokenizer="sd3/tokenizer_3")
-    stored = tt.scaled_fp8_state(tt.t5_file_state(pipes["sd3"].text_encoder_3), style)
+    ours = load(
+        text_executor,
+        f"files/t5xxl_fp8_e4m3fn_scaled_{style}.safetensors",
+        "LG_LoadT5TextEncoder",
+        tokenizer="sd3/tokenizer_3",
+    )
+    stored = tt.scaled_fp8_state(tt.t5_file_state(text_pipes["sd3"].text_encoder_3), style)
     expected = tt.dequantised(stored)
     expected["encoder.embed_tokens.weight"] = expected["shared.weight"]
     reference = tt.t5()
@@ -154,19 +174,23 @@ def test_scaled_fp8_t5_files(pipes, text_executor, style):
     assert (ours.embed([PROMPT]).hidden - full).abs().max() < 0.25 * full.abs().max()
 
 
-def test_other_quantisations_are_refused(pipes, text_root, text_executor):
+def test_other_quantisations_are_refused(text_pipes, text_root, text_executor):
     import json
 
     from latentgraph.executor import InputError, NodeFailed
     from safetensors.torch import save_file
 
-    state = tt.scaled_fp8_state(tt.t5_file_state(pipes["sd3"].text_encoder_3))
+    state = tt.scaled_fp8_state(tt.t5_file_state(text_pipes["sd3"].text_encoder_3))
     key = next(k for k in state if k.endswith("comfy_quant"))
     state[key] = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
     save_file(state, str(text_root.models / "files" / "t5xxl_nvfp4.safetensors"))
     g = Graph()
-    g.node("LG_LoadT5TextEncoder", id="1", path="files/t5xxl_nvfp4.safetensors",
-           tokenizer="sd3/tokenizer_3")
+    g.node(
+        "LG_LoadT5TextEncoder",
+        id="1",
+        path="files/t5xxl_nvfp4.safetensors",
+        tokenizer="sd3/tokenizer_3",
+    )
     with pytest.raises(NodeFailed) as info:
         text_executor.run(g.build(), ["1"])
     error = info.value.error

@@ -9,7 +9,7 @@ import torch
 from graph_helpers import Graph, NodeRef
 from tiny_text import PROMPT, T5
 
-# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+# The tiny models' session fixtures (text_pipes, text_root, text_executor), shared by the modules.
 pytest_plugins = ["tiny_text"]
 
 
@@ -39,20 +39,24 @@ def bundled_graph(path: str, *texts: str) -> Graph:
 def separate_sd3_graph(path: str, text: str, t5_tokens: int | None = 256, skip: int = 0) -> Graph:
     g = Graph()
     encoder = g.node("LG_LoadTextEncoder", id="1", path=path)
-    clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=encoder, text=text, which="clip_l",
-                    clip_skip=skip)
-    clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=encoder, text=text, which="clip_g",
-                    clip_skip=skip)
+    clip_l = g.node(
+        "LG_CLIPTextEncodeMMDiT", id="l", clip=encoder, text=text, which="clip_l", clip_skip=skip
+    )
+    clip_g = g.node(
+        "LG_CLIPTextEncodeMMDiT", id="g", clip=encoder, text=text, which="clip_g", clip_skip=skip
+    )
     inputs = {"clip_l": clip_l, "clip_g": clip_g, "t5_width": T5}
     if t5_tokens is not None:
-        inputs["t5"] = g.node("LG_T5TextEncode", id="t", t5=encoder, text=text, max_length=t5_tokens)
+        inputs["t5"] = g.node(
+            "LG_T5TextEncode", id="t", t5=encoder, text=text, max_length=t5_tokens
+        )
     g.node("LG_SD3Conditioning", id="c", **inputs)
     return g
 
 
-def test_sd3_folder_equals_encode_prompt(pipes, text_executor):
+def test_sd3_folder_equals_encode_prompt(text_pipes, text_executor):
     positive, negative = run(text_executor, bundled_graph("sd3", PROMPT, ""), "e0", "e1")
-    embeds, negative_embeds, pooled, negative_pooled = encode_prompt_sd3(pipes["sd3"], PROMPT)
+    embeds, negative_embeds, pooled, negative_pooled = encode_prompt_sd3(text_pipes["sd3"], PROMPT)
     assert embeds.shape == (1, 77 + 256, T5)
     assert_same(positive.embeddings, embeds)
     assert_same(positive.pooled, pooled)
@@ -60,31 +64,31 @@ def test_sd3_folder_equals_encode_prompt(pipes, text_executor):
     assert_same(negative.pooled, negative_pooled)
 
 
-def test_sd3_separate_nodes_equal_encode_prompt(pipes, text_executor):
+def test_sd3_separate_nodes_equal_encode_prompt(text_pipes, text_executor):
     (ours,) = run(text_executor, separate_sd3_graph("sd3", PROMPT), "c")
-    embeds, _, pooled, _ = encode_prompt_sd3(pipes["sd3"], PROMPT)
+    embeds, _, pooled, _ = encode_prompt_sd3(text_pipes["sd3"], PROMPT)
     assert_same(ours.embeddings, embeds)
     assert_same(ours.pooled, pooled)
 
 
-def test_sd3_longer_t5_sequence(pipes, text_executor):
+def test_sd3_longer_t5_sequence(text_pipes, text_executor):
     (ours,) = run(text_executor, separate_sd3_graph("sd3", PROMPT, 512), "c")
-    embeds, _, pooled, _ = encode_prompt_sd3(pipes["sd3"], PROMPT, max_sequence_length=512)
+    embeds, _, pooled, _ = encode_prompt_sd3(text_pipes["sd3"], PROMPT, max_sequence_length=512)
     assert embeds.shape[1] == 77 + 512
     assert_same(ours.embeddings, embeds)
 
 
-def test_sd3_clip_skip(pipes, text_executor):
+def test_sd3_clip_skip(text_pipes, text_executor):
     (ours,) = run(text_executor, separate_sd3_graph("sd3", PROMPT, skip=1), "c")
-    embeds, _, pooled, _ = encode_prompt_sd3(pipes["sd3"], PROMPT, clip_skip=1)
+    embeds, _, pooled, _ = encode_prompt_sd3(text_pipes["sd3"], PROMPT, clip_skip=1)
     assert_same(ours.embeddings, embeds)
     assert_same(ours.pooled, pooled)
 
 
-def test_sd3_without_t5_is_the_pipeline_zeros(pipes, text_executor):
+def test_sd3_without_t5_is_the_pipeline_zeros(text_pipes, text_executor):
     """A pipeline saved without T5 (text_encoder_3 null), and the conditioning node with its
     T5 input left open: zeros of 256 tokens x joint_attention_dim, as the pipeline makes them."""
-    embeds, negative_embeds, pooled, _ = encode_prompt_sd3(pipes["sd3_no_t5"], PROMPT)
+    embeds, negative_embeds, pooled, _ = encode_prompt_sd3(text_pipes["sd3_no_t5"], PROMPT)
     assert torch.count_nonzero(embeds[:, 77:]) == 0
     bundled, negative = run(text_executor, bundled_graph("sd3_no_t5", PROMPT, ""), "e0", "e1")
     assert_same(bundled.embeddings, embeds)
@@ -94,9 +98,9 @@ def test_sd3_without_t5_is_the_pipeline_zeros(pipes, text_executor):
     assert_same(separate.embeddings, embeds)
 
 
-def test_flux_folder_and_separate_nodes_equal_encode_prompt(pipes, text_executor):
+def test_flux_folder_and_separate_nodes_equal_encode_prompt(text_pipes, text_executor):
     with torch.no_grad():
-        embeds, pooled, text_ids = pipes["flux"].encode_prompt(PROMPT, None, device="cpu")
+        embeds, pooled, text_ids = text_pipes["flux"].encode_prompt(PROMPT, None, device="cpu")
     assert embeds.shape == (1, 512, T5) and torch.count_nonzero(text_ids) == 0
     (bundled,) = run(text_executor, bundled_graph("flux", PROMPT), "e0")
     assert_same(bundled.embeddings, embeds)
@@ -115,8 +119,14 @@ def test_a_t5_embedding_is_cached_and_shared(text_executor):
     """Two conditionings of one prompt, and a later graph changing only a CLIP prompt: T5 runs
     once."""
     g = separate_sd3_graph("sd3", "a green triangle")
-    g.node("LG_SD3Conditioning", id="c2", clip_l=NodeRef("l"), clip_g=NodeRef("g"),
-           t5=NodeRef("t"), t5_width=T5)
+    g.node(
+        "LG_SD3Conditioning",
+        id="c2",
+        clip_l=NodeRef("l"),
+        clip_g=NodeRef("g"),
+        t5=NodeRef("t"),
+        t5_width=T5,
+    )
     first = text_executor.run(g.build(), ["c", "c2"])
     assert torch.equal(first.outputs["c"][0].embeddings, first.outputs["c2"][0].embeddings)
     g.set("l", text="a big green triangle")

@@ -21,7 +21,7 @@ from latentgraph.nodes.mmdit.layouts import VAE16_FILE
 from safetensors.torch import save_file
 from tiny_text import PROMPT
 
-# The tiny models' session fixtures (pipes, text_root, text_executor), shared by the modules.
+# The tiny models' session fixtures (text_pipes, text_root, text_executor), shared by the modules.
 pytest_plugins = ["tiny_text"]
 
 
@@ -34,12 +34,19 @@ def load(executor, path: str):
 def generate(pipe, output_type: str, **kwargs):
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
-        return pipe(PROMPT, num_inference_steps=1, height=tt.IMAGE, width=tt.IMAGE,
-                    generator=generator, output_type=output_type, **kwargs).images
+        return pipe(
+            PROMPT,
+            num_inference_steps=1,
+            height=tt.IMAGE,
+            width=tt.IMAGE,
+            generator=generator,
+            output_type=output_type,
+            **kwargs,
+        ).images
 
 
-def test_sd3_decode_equals_the_pipeline(pipes, text_executor):
-    pipe = pipes["sd3"]
+def test_sd3_decode_equals_the_pipeline(text_pipes, text_executor):
+    pipe = text_pipes["sd3"]
     latents = generate(pipe, "latent", guidance_scale=1.0)
     image = generate(pipe, "pt", guidance_scale=1.0)
     ae = load(text_executor, "sd3")
@@ -49,8 +56,8 @@ def test_sd3_decode_equals_the_pipeline(pipes, text_executor):
     assert torch.equal(ours, image.permute(0, 2, 3, 1))
 
 
-def test_flux_decode_equals_the_pipeline(pipes, text_executor):
-    pipe = pipes["flux"]
+def test_flux_decode_equals_the_pipeline(text_pipes, text_executor):
+    pipe = text_pipes["flux"]
     packed = generate(pipe, "latent", guidance_scale=3.5)
     latents = pipe._unpack_latents(packed, tt.IMAGE, tt.IMAGE, pipe.vae_scale_factor)
     image = generate(pipe, "pt", guidance_scale=3.5)
@@ -59,11 +66,13 @@ def test_flux_decode_equals_the_pipeline(pipes, text_executor):
     assert torch.equal(pixels_to_image(ae.decode(latents)), image.permute(0, 2, 3, 1))
 
 
-def test_encode_equals_sd3_img2img(pipes, text_executor):
+def test_encode_equals_sd3_img2img(text_pipes, text_executor):
     """StableDiffusion3Img2ImgPipeline.prepare_latents: (retrieve_latents(vae.encode(image),
     generator) - shift) * scale; the mode likewise without a generator."""
-    vae = pipes["sd3"].vae
-    pixels = torch.rand(1, 3, tt.IMAGE, tt.IMAGE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    vae = text_pipes["sd3"].vae
+    pixels = (
+        torch.rand(1, 3, tt.IMAGE, tt.IMAGE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    )
     ae = load(text_executor, "sd3")
     with torch.no_grad():
         sample = retrieve_latents(vae.encode(pixels), torch.Generator().manual_seed(3))
@@ -76,8 +85,10 @@ def test_encode_equals_sd3_img2img(pipes, text_executor):
 
 @pytest.mark.parametrize(
     ("path", "folder", "factors"),
-    [("files/ae.safetensors", "flux", FLUX_VAE_FACTORS),
-     ("files/sd3_all_in_one.safetensors", "sd3", SD3_VAE_FACTORS)],
+    [
+        ("files/ae.safetensors", "flux", FLUX_VAE_FACTORS),
+        ("files/sd3_all_in_one.safetensors", "sd3", SD3_VAE_FACTORS),
+    ],
 )
 def test_ldm_files_equal_their_folders(text_executor, path, folder, factors):
     ours, theirs = load(text_executor, path), load(text_executor, f"{folder}/vae")
@@ -85,19 +96,21 @@ def test_ldm_files_equal_their_folders(text_executor, path, folder, factors):
     latents = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(2))
     assert torch.equal(ours.decode(latents), theirs.decode(latents))
     pixels = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
-    assert torch.equal(ours.encode(pixels, None, sample=False), theirs.encode(pixels, None, sample=False))
+    assert torch.equal(
+        ours.encode(pixels, None, sample=False), theirs.encode(pixels, None, sample=False)
+    )
     assert {k: v.shape for k, v in ours.vae.state_dict().items()} == {
         k: v.shape for k, v in theirs.vae.state_dict().items()
     }
 
 
-def test_an_sd_vae_is_not_read_as_the_16_channel_one(pipes, text_root, text_executor):
+def test_an_sd_vae_is_not_read_as_the_16_channel_one(text_pipes, text_root, text_executor):
     """SD-VAE files keep their quant convs (SD 1.x's loader reads them); a 4-channel VAE
     without them is refused by name."""
     sd_vae = tt.vae16_to_ldm(tt.vae16().state_dict())
     sd_vae["quant_conv.weight"] = torch.zeros(32, 32, 1, 1)
     assert not VAE16_FILE.found_in(sd_vae)
-    small = tt.vae16_to_ldm(pipes["flux"].vae.state_dict())
+    small = tt.vae16_to_ldm(text_pipes["flux"].vae.state_dict())
     small["decoder.conv_in.weight"] = small["decoder.conv_in.weight"][:, :4].contiguous()
     save_file(small, str(text_root.models / "files" / "vae4.safetensors"))
     assert VAE16_FILE.found_in(WeightFile(text_root.models / "files" / "vae4.safetensors").keys())

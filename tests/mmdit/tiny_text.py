@@ -11,7 +11,8 @@ the VAE. The LDM-layout VAE writer is the inverse of diffusers' converter, writt
 were it wrong, the strict load would refuse the file.
 
 The test modules load this module as a plugin (``pytest_plugins``) for one set of session
-fixtures, after importing it for its builders; it asserts nothing a test reports, hence PYTEST_DONT_REWRITE.
+fixtures, after importing it for its builders; it asserts nothing a test reports, hence
+PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations
@@ -155,8 +156,13 @@ def openclip_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     stand-in of its image tower and logit scale): q/k/v fused into in_proj, the projection a
     matrix applied as x @ P (transformers' Linear weight, transposed)."""
     state = clip_file_state(model)
-    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
-             "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+    names = {
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+        "self_attn.out_proj": "attn.out_proj",
+    }
     out = {
         "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
         "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
@@ -178,7 +184,9 @@ def openclip_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def t5_file_state(model: T5EncoderModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def t5_file_state(
+    model: T5EncoderModel, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """A t5xxl file: HF T5 keys, the tied embedding once as ``shared.weight``; ``dtype`` for the
     fp16 / fp8 (float8_e4m3fn, e5m2) variants."""
     out = {}
@@ -199,8 +207,12 @@ def scaled_fp8_state(state: dict[str, torch.Tensor], style: str = "comfy_quant")
 
     out = {}
     for key, value in state.items():
-        if not (key.endswith(".weight") and value.ndim == 2 and "Attention.relative" not in key
-                and key != "shared.weight"):
+        if not (
+            key.endswith(".weight")
+            and value.ndim == 2
+            and "Attention.relative" not in key
+            and key != "shared.weight"
+        ):
             out[key] = value
             continue
         layer = key[: -len("weight")]
@@ -222,8 +234,9 @@ def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What a scaled fp8 state dict holds: fp8 x scale, as the loaders compute it."""
     out = {}
     for key, value in state.items():
-        if key == "scaled_fp8" or key.endswith(("scale_input", "comfy_quant", "scale_weight",
-                                                "weight_scale")):
+        if key == "scaled_fp8" or key.endswith(
+            ("scale_input", "comfy_quant", "scale_weight", "weight_scale")
+        ):
             continue
         layer = key[: -len("weight")]
         scale = state.get(layer + "scale_weight", state.get(layer + "weight_scale"))
@@ -262,8 +275,13 @@ def vae16_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             prefixes[f"decoder.up_blocks.{i}.resnets.{j}."] = f"decoder.up.{top - i}.block.{j}."
         prefixes[f"encoder.down_blocks.{i}.downsamplers.0."] = f"encoder.down.{i}.downsample."
         prefixes[f"decoder.up_blocks.{i}.upsamplers.0."] = f"decoder.up.{top - i}.upsample."
-    attention = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.",
-                 "to_out.0.": "proj_out."}
+    attention = {
+        "group_norm.": "norm.",
+        "to_q.": "q.",
+        "to_k.": "k.",
+        "to_v.": "v.",
+        "to_out.0.": "proj_out.",
+    }
     out = {}
     for key, value in state.items():
         new = key.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
@@ -288,9 +306,17 @@ def sd3_transformer(seed: int = 5) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return SD3Transformer2DModel(
-        sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
-        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=T5,
-        caption_projection_dim=16, pooled_projection_dim=CLIP_L + CLIP_G, pos_embed_max_size=16,
+        sample_size=16,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=T5,
+        caption_projection_dim=16,
+        pooled_projection_dim=CLIP_L + CLIP_G,
+        pos_embed_max_size=16,
     ).eval()
 
 
@@ -299,9 +325,16 @@ def flux_transformer(seed: int = 6) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=T5, pooled_projection_dim=CLIP_L,
-        guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5,
+        pooled_projection_dim=CLIP_L,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
     ).eval()
 
 
@@ -396,13 +429,17 @@ PROMPT = "a red circle on a blue square"
 
 
 @pytest.fixture(scope="session")
-def pipes() -> dict:
+def text_pipes() -> dict:
     torch.set_num_threads(2)
-    return {"sd3": sd3_pipeline(), "sd3_no_t5": sd3_pipeline(with_t5=False), "flux": flux_pipeline()}
+    return {
+        "sd3": sd3_pipeline(),
+        "sd3_no_t5": sd3_pipeline(with_t5=False),
+        "flux": flux_pipeline(),
+    }
 
 
 @pytest.fixture(scope="session")
-def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
+def text_root(tmp_path_factory: pytest.TempPathFactory, text_pipes: dict):
     """models/: the pipelines as diffusers folders, and their parts in the single-file layouts
     users have (files/)."""
     from latentgraph.executor import Folders
@@ -410,11 +447,11 @@ def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
     folders = Folders.under(tmp_path_factory.mktemp("mmdit_text"))
     for d in (folders.input, folders.output, folders.temp, folders.models):
         d.mkdir(parents=True)
-    for name, pipe in pipes.items():
+    for name, pipe in text_pipes.items():
         pipe.save_pretrained(folders.models / name)
     files = folders.models / "files"
     files.mkdir()
-    sd3, flux = pipes["sd3"], pipes["flux"]
+    sd3, flux = text_pipes["sd3"], text_pipes["flux"]
     save_file(clip_file_state(sd3.text_encoder), str(files / "clip_l.safetensors"))
     save_file(clip_file_state(sd3.text_encoder_2), str(files / "clip_g.safetensors"))
     save_file(clip_file_state(flux.text_encoder), str(files / "clip_l_noproj.safetensors"))
@@ -427,8 +464,11 @@ def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
     save_file(openclip_state(wide), str(files / "open_clip_bigG_wide.safetensors"))
     t5_model = sd3.text_encoder_3
     save_file(t5_file_state(t5_model), str(files / "t5xxl.safetensors"))
-    for label, dtype in (("fp16", torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn),
-                         ("fp8_e5m2", torch.float8_e5m2)):
+    for label, dtype in (
+        ("fp16", torch.float16),
+        ("fp8_e4m3fn", torch.float8_e4m3fn),
+        ("fp8_e5m2", torch.float8_e5m2),
+    ):
         save_file(t5_file_state(t5_model, dtype), str(files / f"t5xxl_{label}.safetensors"))
     for style in ("legacy", "comfy_quant"):
         scaled = scaled_fp8_state(t5_file_state(t5_model), style)
@@ -437,7 +477,9 @@ def text_root(tmp_path_factory: pytest.TempPathFactory, pipes: dict):
     # transformer's context embedder, whose width is the T5 width an SD3 without T5 pads to.
     context = {"model.diffusion_model.context_embedder.weight": torch.zeros(16, T5)}
     sd3_file = bundled({"clip_l": sd3.text_encoder, "clip_g": sd3.text_encoder_2}, t5_model)
-    sd3_file.update({f"first_stage_model.{k}": v for k, v in vae16_to_ldm(sd3.vae.state_dict()).items()})
+    sd3_file.update(
+        {f"first_stage_model.{k}": v for k, v in vae16_to_ldm(sd3.vae.state_dict()).items()}
+    )
     save_file({**sd3_file, **context}, str(files / "sd3_all_in_one.safetensors"))
     no_t5 = bundled({"clip_l": sd3.text_encoder, "clip_g": sd3.text_encoder_2}, None)
     save_file({**no_t5, **context}, str(files / "sd3_incl_clips.safetensors"))
