@@ -4,7 +4,8 @@ It reads models and input images from the folders it is given, which must name t
 on every machine (run the workers beside the server, or mount the data folder at the same path);
 output nodes write into a scratch folder of its own, and each file they write goes back to the
 caller with the event that names it. A shipped file is emptied but kept, so the saving node's
-counter never gives its name again and a cached re-run names it without sending it twice.
+counter never gives its name again and a cached re-run names it without sending it twice (an
+empty file is one sent before: the caller knows where it put it).
 
 ``run`` is a generator: Ray streams each yielded item to the caller as it comes (events as the
 executor emits them, then :class:`~.protocol.Finished`). Runs go one at a time, in order, in the
@@ -81,7 +82,6 @@ class Worker:
             folder.mkdir(parents=True, exist_ok=True)
         self.executor = Executor(device=settings.device, cache_bytes=settings.cache_bytes,
                                  folders=folders, limits=settings.limits)
-        self._shipped: set[FileKey] = set()
         self._tracked: OrderedDict[str, str] = OrderedDict()  # routing key -> executor signature
 
     def ready(self) -> dict[str, Any]:
@@ -164,16 +164,15 @@ class Worker:
                 if kind not in ("output", "temp"):
                     continue
                 key: FileKey = (kind, str(image.get("subfolder", "")), str(image.get("filename", "")))
-                if key in self._shipped:
-                    files[key] = None
-                    continue
                 path = (folders.output if kind == "output" else folders.temp) / key[1] / key[2]
                 try:
-                    files[key] = path.read_bytes()
+                    data = path.read_bytes()
                 except OSError:
                     continue  # nothing to send; the receiver reports the name as it came
-                path.write_bytes(b"")  # the name stays taken, the bytes are the receiver's now
-                self._shipped.add(key)
+                # An emptied file was sent before (no output node writes an empty one).
+                files[key] = data or None
+                if data:
+                    path.write_bytes(b"")  # the name stays taken, the bytes are the receiver's now
         return files
 
     def _track(self, job: Job) -> None:
