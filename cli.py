@@ -535,6 +535,17 @@ def _limits(args: argparse.Namespace) -> Any:
     return Limits(max_pixels=args.max_pixels, max_frames=args.max_frames)
 
 
+def _workers(text: str) -> int:
+    """``--workers`` / ``--ray-workers``: a count of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of workers, at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentgraph", description="Typed node graphs for image generators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -590,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ray", metavar="ADDRESS",
                        help="run prompts on the Ray cluster at ADDRESS (HOST:PORT of its head), or auto to "
                             "start one here; if it cannot be reached the server says so and runs them itself")
-    serve.add_argument("--ray-workers", type=int, metavar="N",
+    serve.add_argument("--ray-workers", type=_workers, metavar="N",
                        help="with --ray: how many workers (default one per GPU of the cluster, else per CPU)")
     serve.set_defaults(func=cmd_serve)
 
@@ -602,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
     batch.add_argument("--ray", metavar="ADDRESS",
                        help="run on the Ray cluster at ADDRESS (HOST:PORT of its head), or auto to start one here")
-    batch.add_argument("--workers", type=int, metavar="N",
+    batch.add_argument("--workers", type=_workers, metavar="N",
                        help="with --ray: how many workers (default one per GPU of the cluster, else per CPU)")
     batch.add_argument("--output-dir", help="where LG_SaveImage writes (default DATA_DIR/output)")
     batch.add_argument("--input-dir", help="where LG_LoadImage reads (default DATA_DIR/input)")

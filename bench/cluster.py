@@ -7,8 +7,10 @@
    loop (each worker takes ``capacity`` prompts at a time, the queue in order) routes with
    ``cluster/router.py`` (cache affinity with bounded load) or round-robin (each worker takes
    ``depth`` prompts, the next one whenever it has room: its best form). Prints model loads and
-   makespan of each, and the ratio of loads (the target is >= 3x fewer with affinity). The lower
-   bound on makespan, every worker busy and each model loaded once, is printed beside them.
+   makespan of each, and the ratio of loads (the target is >= 3x fewer with affinity); beside
+   them the loads of the same router given no room to choose (capacity = depth: a worker takes
+   only its share, so the one that just finished takes the next prompt, whatever it needs), and
+   the lower bound on makespan, every worker busy and each model loaded once.
 
 2. Real throughput (``--real``): a local Ray cluster on this machine runs ``--real-prompts``
    prompts of the shipped tiny SD graph (``graphs/shapes_sd.json``, ``--steps`` steps, a seed
@@ -134,7 +136,7 @@ def trace_table(args: argparse.Namespace) -> None:
           f"(shares {', '.join(f'{p:.2f}' for p in share)}), {args.run_s:g} s a prompt, "
           f"{args.load_s:g} s a model load; {args.depth} prompts out per worker, at most "
           f"{args.capacity} on one, slack {args.slack}")
-    print(f"{'W':>3} {'k':>2} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} | "
+    print(f"{'W':>3} {'k':>2} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} {'capacity=depth':>14} | "
           f"{'makespan RR':>11} {'makespan aff':>12} {'bound':>7}")
     for workers in args.workers:
         for k in args.cache_models:
@@ -143,8 +145,12 @@ def trace_table(args: argparse.Namespace) -> None:
                                          load_s=args.load_s, router=Router(args.depth, 0, args.depth))
             aff_loads, aff_time = simulate(trace, workers, k, "affinity", run_s=args.run_s,
                                            load_s=args.load_s, router=make_router(args))
+            # the same router with no room to choose: each worker takes only its share
+            narrow, _ = simulate(trace, workers, k, "affinity", run_s=args.run_s, load_s=args.load_s,
+                                 router=Router(args.depth, args.slack, args.depth))
             bound = (len(trace) * args.run_s + min(args.models, workers * k) * args.load_s) / workers
-            print(f"{workers:>3} {k:>2} | {rr_loads:>8} {aff_loads:>9} {rr_loads / max(aff_loads, 1):>5.1f}x | "
+            print(f"{workers:>3} {k:>2} | {rr_loads:>8} {aff_loads:>9} {rr_loads / max(aff_loads, 1):>5.1f}x "
+                  f"{narrow:>14} | "
                   f"{rr_time:>10.0f}s {aff_time:>11.0f}s {bound:>6.0f}s")
 
 
