@@ -121,3 +121,16 @@ def test_an_sd_vae_is_not_read_as_the_16_channel_one(text_pipes, text_root, text
     error = info.value.error
     assert isinstance(error, InputError) and error.input_name == "path"
     assert "vae4.safetensors" in str(error) and "4-channel" in str(error)
+
+
+def test_tiled_decode_is_the_shifted_tiled_decode(text_pipes, text_executor):
+    """Tiling (LG_AutoencoderDecode's for large images) decodes the same shifted latents:
+    AutoencoderKL.tiled_decode of latents / scale + shift, tiles and all."""
+    vae = text_pipes["flux"].vae
+    latents = torch.randn(1, 16, 40, 40, generator=torch.Generator().manual_seed(5))
+    ae = load(text_executor, "flux")
+    scale, shift = FLUX_VAE_FACTORS
+    with torch.no_grad():
+        expected = vae.tiled_decode(latents / scale + shift, return_dict=False)[0]
+    assert latents.shape[-1] > vae.tile_latent_min_size  # more than one tile
+    assert torch.equal(ae.decode(latents, tiled=True), expected)
