@@ -36,7 +36,7 @@ def make_folders(root) -> Folders:
 
 
 @pytest.fixture(scope="module")
-def cluster(ray_session, tmp_path_factory):
+def cluster(local_ray, tmp_path_factory):
     folders = make_folders(tmp_path_factory.mktemp("server"))
     settings = WorkerSettings(input_dir=str(folders.input), models_dir=str(folders.models), device="cpu")
     made = Cluster.start("auto", settings, folders, workers=2, timeout_s=RAY_TIMEOUT_S)
@@ -105,7 +105,7 @@ def test_results_equal_the_local_executors_pixel_for_pixel(cluster, tmp_path, on
     assert {"executing", "progress", "executed"} <= set(events)
 
 
-def test_a_killed_workers_prompts_complete_elsewhere(cluster, ray_session):
+def test_a_killed_workers_prompts_complete_elsewhere(cluster, local_ray):
     jobs = [Job(f"kill-{i}", shapes_prompt(seed=100 + i)) for i in range(4)]
     report = BatchReport()
     outcomes: dict[str, str] = {}
@@ -120,7 +120,7 @@ def test_a_killed_workers_prompts_complete_elsewhere(cluster, ray_session):
             await asyncio.sleep(0.01)
         victim, state = next((n, w) for n, w in cluster.router.workers.items() if w.in_flight)
         had = list(state.in_flight)
-        ray_session.kill(cluster.actors[victim])
+        local_ray.kill(cluster.actors[victim])
         left = await task
         return victim, had, left
 
@@ -143,9 +143,9 @@ def test_no_ray_is_one_clear_line(monkeypatch, tmp_path, capsys):
         "error: Ray is not installed; install the ray extra: pip install 'latentgraph[ray]'")
 
 
-def test_an_unreachable_address_is_one_clear_line(ray_session, monkeypatch):
-    monkeypatch.setattr(ray_session, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray_session, "init", lambda **_: pytest.fail("ray.init must not be reached"))
+def test_an_unreachable_address_is_one_clear_line(local_ray, monkeypatch):
+    monkeypatch.setattr(local_ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(local_ray, "init", lambda **_: pytest.fail("ray.init must not be reached"))
     with pytest.raises(ClusterUnavailable, match=r"^cannot reach the Ray cluster at 127\.0\.0\.1:1: "):
         backend.connect("127.0.0.1:1")
     with pytest.raises(ClusterUnavailable, match=r"expected HOST:PORT \(the head's address\) or auto"):

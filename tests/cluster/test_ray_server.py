@@ -63,7 +63,7 @@ async def history(client, prompt_id: str) -> dict:
     raise AssertionError(f"{prompt_id} never reached the history")
 
 
-async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_path: Path):
+async def test_the_queue_runs_on_the_cluster(local_ray, aiohttp_client, tmp_path: Path):
     config = ServerConfig(data_dir=tmp_path, device="cpu", ray_address="auto", ray_workers=2,
                           shutdown_grace_s=5.0)
     app = create_app(config)
@@ -116,12 +116,12 @@ async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_pa
     doomed = await queue(client, shapes_prompt(seed=10, steps=20))
     await wait_for(lambda: any(doomed in w.in_flight for w in runner.cluster.router.workers.values()))
     victim = next(n for n, w in runner.cluster.router.workers.items() if doomed in w.in_flight)
-    ray_session.kill(runner.cluster.actors[victim])
+    local_ray.kill(runner.cluster.actors[victim])
     assert (await history(client, doomed))["status"]["status_str"] == "success"
     assert victim not in runner.cluster.actors and runner.cluster.alive == 1
 
     # the last one killed too: its next prompt finds it dead, and the server runs it itself
-    ray_session.kill(next(iter(runner.cluster.actors.values())))
+    local_ray.kill(next(iter(runner.cluster.actors.values())))
     alone = await queue(client, json.loads((GRAPHS / "core_demo.json").read_text()))
     entry = await history(client, alone)
     assert entry["status"]["status_str"] == "success" and runner.cluster.alive == 0
@@ -132,8 +132,8 @@ async def test_the_queue_runs_on_the_cluster(ray_session, aiohttp_client, tmp_pa
 
 
 async def test_an_unreachable_cluster_is_logged_and_the_server_runs_prompts_itself(
-        ray_session, aiohttp_client, tmp_path: Path, monkeypatch, caplog):
-    monkeypatch.setattr(ray_session, "is_initialized", lambda: False)  # as a fresh process
+        local_ray, aiohttp_client, tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(local_ray, "is_initialized", lambda: False)  # as a fresh process
     caplog.set_level(logging.ERROR, logger="latentgraph.web.cluster_runner")
     app = create_app(ServerConfig(data_dir=tmp_path, device="cpu", ray_address="127.0.0.1:1"))
     client = await aiohttp_client(app)
