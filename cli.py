@@ -406,7 +406,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             print(f"prompt {index} of {total} ({_combination(sweeps, prompt)}):", file=sys.stderr)
             _print_issues(issues, False)
             return EXIT_INVALID
-    jobs = (Job(f"{tag}-{i}", prompt) for i, prompt in enumerate(prompts(workflow.nodes, sweeps), 1))
+    jobs = (Job(f"{tag}-{i}", prompt, events=False)  # the bar counts prompts, not their nodes
+            for i, prompt in enumerate(prompts(workflow.nodes, sweeps), 1))
     report = BatchReport()
     bar = tqdm(total=total, unit="prompt", desc="prompts", disable=not sys.stderr.isatty())
 

@@ -192,7 +192,7 @@ def real_throughput(args: argparse.Namespace) -> None:
                 cluster = Cluster.start("auto", settings, folders, workers=workers)
                 try:
                     asyncio.run(warm(cluster))
-                    jobs = [Job(f"p{i}", prompt(i)) for i in range(args.real_prompts)]
+                    jobs = [Job(f"p{i}", prompt(i), events=False) for i in range(args.real_prompts)]
                     started = time.perf_counter()
                     asyncio.run(run_on_cluster(cluster, jobs, report.record))
                     elapsed = time.perf_counter() - started

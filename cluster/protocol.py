@@ -23,6 +23,8 @@ class Job:
     targets: list[str] | None = None
     outputs: list[str] | None = None
     previews: bool = False
+    #: False: no events stream back (a batch nobody watches), only the result and its files
+    events: bool = True
 
 
 @dataclass(frozen=True)

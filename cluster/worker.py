@@ -113,7 +113,7 @@ class Worker:
         events: queue.SimpleQueue[Event | Finished] = queue.SimpleQueue()
 
         def work() -> None:
-            events.put(self._execute(job, events.put))
+            events.put(self._execute(job, events.put if job.events else None))
 
         threading.Thread(target=work, name=f"latentgraph-{job.prompt_id}", daemon=True).start()
         while not isinstance(item := events.get(), Finished):
