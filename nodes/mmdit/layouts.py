@@ -217,7 +217,9 @@ def clip_from_state(
     role = "clip_g" if config.hidden_act == CLIP_ACTIVATION["clip_g"] else "clip_l"
     cls = CLIPTextModelWithProjection if "text_projection.weight" in weights else CLIPTextModel
     model = transformers_model(cls, config, weights, name, device, model_dtype(device))
-    return ClipEncoder(model, clip_tokenizer(role), role, name)
+    # A CLIP-L file's projection (if it holds one) is not SD3's: SD3 reads CLIP-L's pooled
+    # output unprojected (see text_encoders.sd3_embeds); it is loaded, and left unapplied.
+    return ClipEncoder(model, clip_tokenizer(role), role, name, project=role == "clip_g")
 
 
 def clip_file(weights: WeightFile, device: torch.device) -> ClipEncoder:

@@ -75,11 +75,21 @@ class ClipEncoder(TextEncoder):
     family = "mmdit"
     _modules = ("model",)
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, role: ClipRole, source: str) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        role: ClipRole,
+        source: str,
+        project: bool = True,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.role: ClipRole = role
         self.source = source
+        #: whether SD3 reads the pooled output through the model's projection (see
+        #: ``sd3_embeds``; a CLIP-L read from a single file does not)
+        self.project = project
 
     @property
     def title(self) -> str:
@@ -116,7 +126,8 @@ class ClipEncoder(TextEncoder):
         with torch.no_grad():
             out = text_model(ids.to(device), output_hidden_states=True)
             pooled = out.pooler_output
-            projected = self.model.text_projection(pooled) if self.has_projection else None
+            projects = self.project and self.has_projection
+            projected = self.model.text_projection(pooled) if projects else None
         return ClipEmbeds(
             hidden=out.hidden_states[-(clip_skip + 2)].to(dtype),
             pooled=pooled.to(dtype),
@@ -192,13 +203,19 @@ def sd3_embeds(
     on the feature axis and zero-padded to T5's width, then T5's states after them on the token
     axis (77 + 256 tokens); pooled = [CLIP-L | CLIP-G] projected pooled outputs. Without T5, the
     pipeline's zeros of (B, ``t5_tokens``, ``t5_width`` = the transformer's joint_attention_dim)
-    in CLIP-L's dtype stand in for it."""
-    for name, clip in (("clip_l", clip_l), ("clip_g", clip_g)):
-        if clip.projected is None:
-            raise ValueError(
-                f"{name}: {clip.source} has no text projection; SD3 reads the projected pooled "
-                "output of CLIPTextModelWithProjection"
-            )
+    in CLIP-L's dtype stand in for it.
+
+    SD3 was trained on CLIP-L's pooled output without projection: Stability's and ComfyUI's SD3
+    code skip CLIP-L's projection, and the diffusers release holds the identity there (which
+    diffusers' single-file conversion puts in). So CLIP-L's pooled output goes through the
+    projection its diffusers folder holds, and unprojected where it has none (a single file).
+    CLIP-G's projection is real and required."""
+    if clip_g.projected is None:
+        raise ValueError(
+            f"clip_g: {clip_g.source} has no text projection; SD3 reads CLIP-G's projected "
+            "pooled output (CLIPTextModelWithProjection's text_embeds)"
+        )
+    pooled_l = clip_l.projected if clip_l.projected is not None else clip_l.pooled
     # The pipeline casts both CLIP states to CLIP-L's dtype (its `text_encoder.dtype`).
     clip = torch.cat([clip_l.hidden, clip_g.hidden.to(clip_l.hidden.dtype)], dim=-1)
     if t5 is None:
@@ -215,7 +232,7 @@ def sd3_embeds(
     # can be; the releases' 768 + 1280 < 4096).
     clip = F.pad(clip, (0, t5_hidden.shape[-1] - clip.shape[-1]))
     embeddings = torch.cat([clip, t5_hidden.to(clip.device)], dim=-2)
-    pooled = torch.cat([clip_l.projected, clip_g.projected.to(clip_l.projected.device)], dim=-1)
+    pooled = torch.cat([pooled_l, clip_g.projected.to(pooled_l.device)], dim=-1)
     return TextEmbeds(embeddings, pooled=pooled)
 
 

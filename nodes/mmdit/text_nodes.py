@@ -173,13 +173,12 @@ class SD3Conditioning(Node):
         clip_g = _clip_input("clip_g", x.clip_g, "clip_g")
         if x.t5 is not None and not isinstance(x.t5, te.T5Embeds):
             raise InputError("t5", f"expected T5_EMBEDS, got {type(x.t5).__name__}")
-        for name, clip in (("clip_l", clip_l), ("clip_g", clip_g)):
-            if clip.projected is None:
-                raise InputError(
-                    name,
-                    f"{clip.source} has no text projection; SD3 reads the projected pooled "
-                    "output of CLIPTextModelWithProjection",
-                )
+        if clip_g.projected is None:
+            raise InputError(
+                "clip_g",
+                f"{clip_g.source} has no text projection; SD3 reads CLIP-G's projected pooled "
+                "output (CLIPTextModelWithProjection's text_embeds)",
+            )
         try:
             embeds = te.sd3_embeds(clip_l, clip_g, x.t5, x.t5_tokens, x.t5_width)
         except ValueError as err:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 import tiny_text as tt
-from graph_helpers import Graph
+import torch
+from graph_helpers import Graph, NodeRef
 from latentgraph.executor import InputError, NodeFailed
+from latentgraph.nodes.mmdit import layouts
 from safetensors.torch import save_file
 from tiny_text import PROMPT
 
@@ -111,16 +113,27 @@ def test_bundled_encoders_need_a_choice_of_clip(text_executor):
     failure(text_executor, g, "2", "LG_CLIPTextEncodeMMDiT", "which", "no clip_g")
 
 
-def test_sd3_needs_projected_clips(text_executor):
+def test_sd3_needs_a_projected_clip_g(text_pipes, text_root, text_executor, monkeypatch):
+    """CLIP-G's projection is SD3's (CLIP-L's pooled output is read unprojected where its
+    model has no projection, as FLUX's CLIP-L): a CLIP-G without one is refused."""
+    monkeypatch.setattr(layouts, "OPENCLIP_WIDTH", 48)  # the wide tiny CLIP-G reads as CLIP-G
+    state = tt.openclip_state(tt.clip_g(seed=7, width=64))
+    del state["text_projection"]
+    save_file(state, str(text_root.models / "files" / "open_clip_noproj.safetensors"))
     g = Graph()
     flux = g.node("LG_LoadTextEncoder", id="1", path="flux")
-    sd3 = g.node("LG_LoadTextEncoder", id="3", path="sd3")
+    bare = g.node("LG_LoadTextEncoder", id="3", path="files/open_clip_noproj.safetensors")
+    sd3 = g.node("LG_LoadTextEncoder", id="4", path="sd3")
     clip_l = g.node("LG_CLIPTextEncodeMMDiT", id="l", clip=flux, text=PROMPT, which="clip_l")
-    clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=sd3, text=PROMPT, which="clip_g")
+    clip_g = g.node("LG_CLIPTextEncodeMMDiT", id="g", clip=bare, text=PROMPT, which="clip_g")
     g.node("LG_SD3Conditioning", id="c", clip_l=clip_l, clip_g=clip_g, t5_width=tt.T5)
-    failure(
-        text_executor, g, "c", "LG_SD3Conditioning", "clip_l", "flux/text_encoder", "projection"
-    )
+    failure(text_executor, g, "c", "LG_SD3Conditioning", "clip_g", "open_clip_noproj", "projection")
+    # FLUX's projection-free CLIP-L is a fine SD3 CLIP-L: its pooled output, unprojected.
+    g.node("LG_CLIPTextEncodeMMDiT", id="g2", clip=sd3, text=PROMPT, which="clip_g")
+    g.set("c", clip_g=NodeRef("g2").out(0))
+    result = text_executor.run(g.build(), ["c", "l"])
+    pooled = result.outputs["c"][0].pooled
+    assert torch.equal(pooled[:, : tt.CLIP_L], result.outputs["l"][0].pooled)
 
 
 def test_a_t5_file_without_its_tokenizer(text_executor):

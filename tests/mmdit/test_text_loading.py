@@ -30,12 +30,17 @@ def load(executor, path: str, node: str = "LG_LoadTextEncoder", **inputs):
     return executor.run(g.build(), ["1"]).outputs["1"][0]
 
 
+def sd3_pooled(clip: te.ClipEmbeds) -> torch.Tensor:
+    """The pooled vector SD3 reads: projected, or (a CLIP-L file) unprojected."""
+    return clip.projected if clip.projected is not None else clip.pooled
+
+
 def same_clip(a: te.ClipEmbeds, b: te.ClipEmbeds) -> None:
+    """Equal states, pooled outputs and SD3 pooled vectors (a CLIP-L file's unprojected one is
+    its folder's through the identity projection the release holds)."""
     assert torch.equal(a.hidden, b.hidden)
     assert torch.equal(a.pooled, b.pooled)
-    assert (a.projected is None) == (b.projected is None)
-    if a.projected is not None:
-        assert torch.equal(a.projected, b.projected)
+    assert torch.equal(sd3_pooled(a), sd3_pooled(b))
 
 
 def test_real_widths_tell_clip_l_from_clip_g():
@@ -47,6 +52,7 @@ def test_clip_files_equal_their_folders(text_executor, openclip_width):
     sd3 = load(text_executor, "sd3")
     encoder = load(text_executor, "files/clip_l.safetensors")
     assert isinstance(encoder, te.ClipEncoder) and encoder.has_projection
+    assert not encoder.project  # SD3 reads a CLIP-L file's pooled output unprojected
     assert (encoder.role, encoder.model.config.hidden_act) == ("clip_l", "quick_gelu")
     same_clip(encoder.embed([PROMPT, ""]), sd3.clip_l.embed([PROMPT, ""]))
     # The tiny SD3's CLIP-G is as narrow as its CLIP-L, so bare it reads as a CLIP-L (inside an

@@ -61,10 +61,15 @@ def clip_config(width: int, act: str, layers: int = 2) -> CLIPTextConfig:
 
 def clip_l(seed: int = 1, width: int = CLIP_L, projection: bool = True) -> torch.nn.Module:
     """OpenAI CLIP-L's text tower at toy width (quick GELU); with its projection as SD3 uses
-    it (CLIPTextModelWithProjection), without as FLUX does (CLIPTextModel)."""
+    it (CLIPTextModelWithProjection), without as FLUX does (CLIPTextModel). SD3's projection is
+    the identity, as in the release (SD3 reads CLIP-L's pooled output unprojected)."""
     torch.manual_seed(seed)
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    return cls(clip_config(width, "quick_gelu")).eval()
+    model = cls(clip_config(width, "quick_gelu")).eval()
+    if projection:
+        with torch.no_grad():
+            model.text_projection.weight.copy_(torch.eye(width))
+    return model
 
 
 def clip_g(seed: int = 2, width: int = CLIP_G) -> torch.nn.Module:
