@@ -13,7 +13,7 @@ released checkpoint.
   classifier_train.py), so its gradient is meaningful along the whole sampling path.
 
     python -m latentgraph.training.train_adm --out models/shapes_adm --device cuda --workers 8
-    python -m latentgraph.training.train_adm --out /tmp/adm --unet-steps 2 --classifier-steps 2 --eval-images 0
+    python -m latentgraph.training.train_adm --out runs/adm_smoke --unet-steps 2 --classifier-steps 2 --eval-images 0
 
 Resumes from ``OUT/checkpoint.pt`` (tensors only, read with ``weights_only=True``); stops and
 saves after ``--max-seconds``. Deterministic for a given seed and device. A GPU run is the
