@@ -4,6 +4,7 @@ imports no family, and the node library does not import the trainers."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from graph_helpers import one_node
 from latentgraph import Executor
 from latentgraph.executor import NodeFailed, NodeRegistry
-from latentgraph.nodes import common, default_families
+from latentgraph.nodes import MODEL_FAMILIES, common, default_families
 from latentgraph.nodes.common.families import Component, Families, Family, Layout, ModelFolder
 from latentgraph.nodes.common.files import WeightFile, component_weights
 from latentgraph.nodes.common.schedules import SD15
@@ -139,7 +140,13 @@ def test_shipped_families_name_the_loaders_of_a_family_they_do_not_read(folders)
     )
     message = failure(Executor(device="cpu", folders=folders), "LG_LoadDenoiser", "var.safetensors")
     assert "a VAR transformer: another model family" in message and "LG_LoadVAR" in message
-    assert [f.name for f in default_families()] == ["sd1", "sana", "var"]
+    shipped = [f.name for f in default_families()]
+    assert {"sd1", "sana", "var"} <= set(shipped) and len(set(shipped)) == len(shipped)
+    assert shipped == [_package_family(name) for name in MODEL_FAMILIES]
+
+
+def _package_family(package: str) -> str:
+    return importlib.import_module(f"latentgraph.nodes.{package}").FAMILY.name
 
 
 def test_inconsistent_records_fail_when_they_are_built():
