@@ -135,7 +135,11 @@ def test_sd3_all_in_one_text_encoders(text_pipes, text_executor):
     clips = load(text_executor, "files/sd3_incl_clips.safetensors")
     no_t5 = load(text_executor, "sd3_no_t5")
     assert clips.t5 is None and clips.t5_width == tt.T5
-    assert torch.equal(clips.encode([PROMPT]).embeddings, no_t5.encode([PROMPT]).embeddings)
+    ours, theirs = clips.encode([PROMPT]), no_t5.encode([PROMPT])
+    assert torch.equal(ours.embeddings, theirs.embeddings)
+    # the file's CLIP-L has no projection: its pooled output is the folder's through the identity
+    assert clips.clip_l.model.__class__.__name__ == "CLIPTextModel"
+    assert torch.equal(ours.pooled, theirs.pooled)
 
 
 def test_flux_all_in_one_text_encoders(text_executor):

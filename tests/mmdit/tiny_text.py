@@ -250,12 +250,15 @@ def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def bundled(clips: dict[str, torch.nn.Module], t5_model: T5EncoderModel | None) -> dict:
-    """The ``text_encoders.*`` of an all-in-one SD3 / FLUX checkpoint, as ComfyUI saves them."""
+    """The ``text_encoders.*`` of an all-in-one SD3 / FLUX checkpoint, as ComfyUI saves them:
+    CLIP-L without a projection (SD3 reads its pooled output unprojected; diffusers' converter
+    gives it the identity), CLIP-G with its own."""
     out = {}
     for name, model in clips.items():
-        out.update(
-            {f"text_encoders.{name}.transformer.{k}": v for k, v in clip_file_state(model).items()}
-        )
+        state = clip_file_state(model)
+        if name == "clip_l":
+            state.pop("text_projection.weight", None)
+        out.update({f"text_encoders.{name}.transformer.{k}": v for k, v in state.items()})
     if t5_model is not None:
         out.update(
             {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_file_state(t5_model).items()}
