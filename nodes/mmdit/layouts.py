@@ -53,6 +53,7 @@ from ..common.files import (
     read_json,
     read_tokenizer,
 )
+from ..common.models import build_empty, load_strict, ready
 from ..ldm.clip import bundled_tokenizer, bundled_vocabulary, folder_tokenizer
 from .autoencoder import MMDIT_HALF, vae16_file, vae16_folder
 from .text_encoders import (
@@ -109,9 +110,9 @@ def _strip(state: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _dequantised(state: StateDict, name: str) -> StateDict:
-    """Weights in fp32 where a file stores them in fp8 (float8_e4m3fn / e5m2 in safetensors):
-    fp8 is a storage format here, never a compute one; the model casts them to its dtype.
+def _dequantised(state: StateDict, name: str, dtype: torch.dtype = torch.float32) -> StateDict:
+    """Weights in ``dtype`` (fp32, or the bf16 a model runs in) where a file stores them in fp8
+    (float8_e4m3fn / e5m2 in safetensors): fp8 is a storage format here, never a compute one.
 
     ComfyUI's scaled fp8 files (``t5xxl_fp8_e4m3fn_scaled``) store each linear weight divided
     by a per-tensor scale: the older ones beside a ``scaled_fp8`` marker as ``<layer>.scale_weight``
@@ -136,12 +137,12 @@ def _dequantised(state: StateDict, name: str) -> StateDict:
             scale = out.pop(key)
             if weight not in out:
                 raise CheckpointError(f"{name}: {key} scales a weight the file does not hold")
-            out[weight] = out[weight].float() * scale.float()
+            out[weight] = (out[weight].float() * scale.float()).to(dtype)
     for key in [
         k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))
     ]:
         del out[key]
-    return {k: v.float() if v.dtype in FP8 else v for k, v in out.items()}
+    return {k: v.to(dtype) if v.dtype in FP8 else v for k, v in out.items()}
 
 
 def _indices(keys: Any, pattern: str) -> list[int]:
@@ -323,10 +324,18 @@ def t5_config(state: StateDict, name: str) -> Any:
 
 
 def _t5_model(config: Any, weights: StateDict, name: str, device: torch.device) -> Any:
+    """T5EncoderModel in the compute dtype. Built in that dtype (not in fp32 and then cast, as
+    the shared ``transformers_model`` does): T5-XXL has 4.7B parameters, and an fp32 copy beside
+    the file's tensors would take some 19 GB more host memory while a GPU model loads."""
     from transformers import T5EncoderModel
 
     dtype = model_dtype(device)
-    model = transformers_model(T5EncoderModel, config, weights, name, device, dtype)
+    try:
+        model = build_empty(lambda: T5EncoderModel._from_config(config, dtype=dtype))
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{name}: invalid T5EncoderModel config: {err}") from None
+    load_strict(model, weights, name)
+    model = ready(model, device, dtype)
     if dtype == torch.float16:
         # T5's feed-forward output overflows fp16: transformers keeps the `wo` layers in fp32
         # (T5's _keep_in_fp32_modules) with the file's own values, and so do we.
@@ -335,6 +344,13 @@ def _t5_model(config: Any, weights: StateDict, name: str, device: torch.device) 
                 module.wo.float()
                 module.wo.weight.data.copy_(weights[f"{name}.wo.weight"])
     return model
+
+
+def _fp8_target(device: torch.device) -> torch.dtype:
+    """What T5's fp8 weights become: the bf16 it runs in (every fp8 value is one; no fp32 copy of
+    T5-XXL in between), else fp32 (in fp16 its `wo` layers keep the fp32 values)."""
+    dtype = model_dtype(device)
+    return dtype if dtype == torch.bfloat16 else torch.float32
 
 
 def _tied(weights: StateDict, name: str) -> StateDict:
@@ -351,7 +367,7 @@ def t5_from_state(
     state: StateDict, name: str, tokenizer: Any | None, device: torch.device
 ) -> T5Encoder:
     """A T5 encoder from HF keys (``shared.weight``, ``encoder.block.N...``), fp8 cast."""
-    weights = _tied(_dequantised(state, name), name)
+    weights = _tied(_dequantised(state, name, _fp8_target(device)), name)
     config = t5_config(weights, name)
     return T5Encoder(_t5_model(config, weights, name, device), tokenizer, name)
 
@@ -395,7 +411,8 @@ def t5_folder(folder: Path, tokenizer_folder: Path | None, device: torch.device)
         raise CheckpointError(f"{display_name(folder)}: a {raw.get('model_type')!r} model, not T5")
     config = T5Config.from_dict(raw)
     weights = _tied(
-        _dequantised(folder_weights(folder), display_name(folder)), display_name(folder)
+        _dequantised(folder_weights(folder), display_name(folder), _fp8_target(device)),
+        display_name(folder),
     )
     tokenizer = t5_tokenizer(tokenizer_folder) if tokenizer_folder is not None else None
     model = _t5_model(config, weights, display_name(folder), device)

@@ -225,3 +225,26 @@ def test_t5_in_fp16_keeps_wo_in_fp32_as_transformers_does(monkeypatch, text_root
     ids = torch.tensor([[5, 9, 40, 1] + [0] * 12])
     with torch.no_grad():
         assert torch.equal(ours(ids)[0], theirs(ids)[0])
+
+
+def test_t5_in_bf16_is_built_in_it(monkeypatch, text_pipes, text_root):
+    """In bf16 (a GPU's dtype for these parts) T5 is built in bf16 and an fp8 file's weights go
+    straight to it (each fp8 value is a bf16 one): the same weights, and the same output, as the
+    model with the file's rounded weights cast to bf16."""
+    from latentgraph.nodes.common.files import WeightFile
+
+    monkeypatch.setattr(layouts, "model_dtype", lambda device: torch.bfloat16)
+    path = text_root.models / "files" / "t5xxl_fp8_e4m3fn.safetensors"
+    ours = layouts.t5_from_state(
+        layouts.t5_file_state(WeightFile(path)), "t5", None, torch.device("cpu")
+    ).model
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    reference = tt.t5()
+    state = text_pipes["sd3"].text_encoder_3.state_dict()
+    reference.load_state_dict({k: v.to(torch.float8_e4m3fn).float() for k, v in state.items()})
+    reference = reference.to(torch.bfloat16).requires_grad_(False)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    ids = torch.tensor([[5, 9, 40, 1] + [0] * 12])
+    with torch.no_grad():
+        assert torch.equal(ours(ids)[0], reference(ids)[0])
