@@ -30,6 +30,9 @@ CLIP-L and CLIP-G are the same architecture in the same keys; what tells them ap
 prefix inside an all-in-one file, the subfolder of a pipeline folder, the activation a folder's
 config names (OpenCLIP's gelu for CLIP-G, OpenAI's quick_gelu for CLIP-L), and, for a bare file,
 the width: OpenAI's CLIP text towers are at most 768 wide, OpenCLIP's ViT-H/bigG 1024/1280.
+SD3 reads CLIP-L's pooled output unprojected (its release's projection is the identity), so a
+CLIP-L read from a single file is used without the projection it may hold (``project=False``);
+CLIP-G's projection is always applied.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ them, and the embeddings they hand each other on the graph.
 * CLIP-L (OpenAI ViT-L/14) and CLIP-G (OpenCLIP ViT-bigG/14): :class:`ClipEncoder` over
   transformers' CLIPTextModel(WithProjection). One forward gives everything either pipeline
   reads: the penultimate hidden state (SD3, ``clip_skip`` None), the projected pooled output
-  (SD3's ``text_embeds``) and the unprojected one (FLUX's ``pooler_output``): a
-  :class:`ClipEmbeds`.
+  (SD3's ``text_embeds``; CLIP-L's projection is the identity in SD3's release) and the
+  unprojected one (FLUX's ``pooler_output``): a :class:`ClipEmbeds`.
 * T5 v1.1 XXL: :class:`T5Encoder` over T5EncoderModel, padded/truncated to
   ``max_sequence_length`` tokens (SD3 256, FLUX 512), no attention mask, the last hidden state:
   a :class:`T5Embeds`.
