@@ -99,6 +99,23 @@ OPENCLIP_TEXT = (
 CLIP_ACTIVATION = {"clip_l": "quick_gelu", "clip_g": "gelu"}
 T5_TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 T5_UNREAD = ("decoder.", "lm_head.")  # of a whole T5 (encoder-decoder) checkpoint
+#: llama.cpp's names of T5's encoder tensors in GGUF files -> transformers' (applied in order)
+T5_GGUF_NAMES = (
+    ("enc.", "encoder."),
+    (".blk.", ".block."),
+    ("token_embd", "shared"),
+    ("output_norm", "final_layer_norm"),
+    ("attn_q", "layer.0.SelfAttention.q"),
+    ("attn_k", "layer.0.SelfAttention.k"),
+    ("attn_v", "layer.0.SelfAttention.v"),
+    ("attn_o", "layer.0.SelfAttention.o"),
+    ("attn_norm", "layer.0.layer_norm"),
+    ("attn_rel_b", "layer.0.SelfAttention.relative_attention_bias"),
+    ("ffn_gate", "layer.1.DenseReluDense.wi_0"),
+    ("ffn_up", "layer.1.DenseReluDense.wi_1"),
+    ("ffn_down", "layer.1.DenseReluDense.wo"),
+    ("ffn_norm", "layer.1.layer_norm"),
+)
 T5_MAX_DISTANCE = 128  # T5's relative_attention_max_distance (not visible in the weights)
 FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 #: keys of tokenizer-free leftovers in text-encoder files (old transformers buffers)
@@ -422,9 +439,28 @@ def t5_folder(folder: Path, tokenizer_folder: Path | None, device: torch.device)
     return T5Encoder(model, tokenizer, display_name(folder))
 
 
+def t5_gguf_state(path: Path) -> StateDict:
+    """A GGUF-quantised T5 encoder (llama.cpp's tensor names, as the ``t5-v1_1-xxl-encoder``
+    GGUF files of the ComfyUI-GGUF ecosystem have them), dequantised to fp32 by the ``gguf``
+    package's reader (``nodes/flux/gguf_files``) and renamed to transformers' keys."""
+    from ..flux.gguf_files import read_gguf  # (FLUX's family imports this module)
+
+    state = read_gguf(path)
+    if "enc.blk.0.attn_q.weight" not in state:
+        raise CheckpointError(
+            f"{display_name(path)}: not a T5 encoder in GGUF (no enc.blk.0.attn_q.weight)"
+        )
+    out: StateDict = {}
+    for key, value in state.items():
+        for old, new in T5_GGUF_NAMES:
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
 def load_t5(path: Path, tokenizer: Any | None, device: torch.device) -> T5Encoder:
-    """LG_LoadT5TextEncoder: T5 from a t5xxl file, an all-in-one checkpoint's
-    ``text_encoders.t5xxl``, a T5EncoderModel folder or an SD3/FLUX pipeline folder, with
+    """LG_LoadT5TextEncoder: T5 from a t5xxl file (safetensors or GGUF), an all-in-one
+    checkpoint's ``text_encoders.t5xxl``, a T5EncoderModel folder or an SD3/FLUX pipeline folder, with
     ``tokenizer`` (a T5 tokenizer), else the folder's own or the files beside the weights."""
     if path.is_dir():
         folder = path
@@ -445,8 +481,12 @@ def load_t5(path: Path, tokenizer: Any | None, device: torch.device) -> T5Encode
         own = tokenizer_folder(folder, T5_TOKENIZER_FILES)
         encoder.tokenizer = tokenizer if tokenizer is not None else t5_tokenizer(own)
         return encoder
-    weights = WeightFile(path)
     name = display_name(path)
+    if path.suffix == ".gguf":
+        if tokenizer is None and any((path.parent / f).is_file() for f in T5_TOKENIZER_FILES):
+            tokenizer = t5_tokenizer(path.parent)
+        return t5_from_state(t5_gguf_state(path), name, tokenizer, device)
+    weights = WeightFile(path)
     keys = weights.keys()
     bundled = BUNDLED_PREFIX.format("t5xxl")
     if any(k.startswith(bundled) for k in keys):

@@ -211,7 +211,8 @@ class FluxConditioning(Node):
 
 
 class LoadT5TextEncoder(Node):
-    """Load T5 with its tokenizer: a t5xxl file (fp16/bf16/fp8), the T5 inside an SD3/FLUX
+    """Load T5 with its tokenizer: a t5xxl file (fp16/bf16/fp8, ComfyUI's scaled fp8, or a
+    GGUF-quantised one through the gguf package), the T5 inside an SD3/FLUX
     all-in-one checkpoint, a T5EncoderModel folder or an SD3/FLUX diffusers folder. A weight
     file carries no tokenizer: name T5's tokenizer folder (e.g. tokenizer_3/ of SD3)."""
 

@@ -248,3 +248,26 @@ def test_t5_in_bf16_is_built_in_it(monkeypatch, text_pipes, text_root):
     ids = torch.tensor([[5, 9, 40, 1] + [0] * 12])
     with torch.no_grad():
         assert torch.equal(ours(ids)[0], reference(ids)[0])
+
+
+def test_gguf_t5(text_pipes, text_root, text_executor):
+    """A GGUF-quantised T5 (llama.cpp names, Q8_0) equals the model holding the weights gguf's
+    dequantize gives back: bitwise."""
+    pytest.importorskip("gguf")
+    path = text_root.models / "files" / "t5-v1_1-xxl-encoder-Q8_0.gguf"
+    restored = tt.write_t5_gguf(text_pipes["sd3"].text_encoder_3, path)
+    ours = load(
+        text_executor,
+        "files/t5-v1_1-xxl-encoder-Q8_0.gguf",
+        "LG_LoadT5TextEncoder",
+        tokenizer="sd3/tokenizer_3",
+    )
+    restored["encoder.embed_tokens.weight"] = restored["shared.weight"]
+    reference = tt.t5()
+    reference.load_state_dict(restored)
+    want = te.T5Encoder(reference.requires_grad_(False), ours.tokenizer, "ref").embed([PROMPT])
+    assert torch.equal(ours.embed([PROMPT]).hidden, want.hidden)
+    assert any(
+        not torch.equal(v, text_pipes["sd3"].text_encoder_3.state_dict()[k])
+        for k, v in restored.items()
+    )  # it was quantised

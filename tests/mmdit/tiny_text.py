@@ -249,6 +249,58 @@ def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def t5_gguf_names(layers: int) -> dict[str, str]:
+    """transformers' T5 encoder keys -> llama.cpp's GGUF tensor names (``enc.blk.N.attn_q``...),
+    written out per tensor."""
+    names = {
+        "shared.weight": "token_embd.weight",
+        "encoder.final_layer_norm.weight": "enc.output_norm.weight",
+        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": "enc.blk.0.attn_rel_b.weight",
+    }
+    parts = {
+        "layer.0.SelfAttention.q": "attn_q",
+        "layer.0.SelfAttention.k": "attn_k",
+        "layer.0.SelfAttention.v": "attn_v",
+        "layer.0.SelfAttention.o": "attn_o",
+        "layer.0.layer_norm": "attn_norm",
+        "layer.1.DenseReluDense.wi_0": "ffn_gate",
+        "layer.1.DenseReluDense.wi_1": "ffn_up",
+        "layer.1.DenseReluDense.wo": "ffn_down",
+        "layer.1.layer_norm": "ffn_norm",
+    }
+    for i in range(layers):
+        for hf, gg in parts.items():
+            names[f"encoder.block.{i}.{hf}.weight"] = f"enc.blk.{i}.{gg}.weight"
+    return names
+
+
+def write_t5_gguf(model: T5EncoderModel, path) -> dict[str, torch.Tensor]:
+    """A GGUF T5 encoder as the ComfyUI-GGUF files are (2-D weights in Q8_0 where their rows
+    allow, norms and the relative-position table in F32); returns the float32 weights gguf's
+    dequantize gives back, under transformers' names."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    qtype = gguf.GGMLQuantizationType.Q8_0
+    names = t5_gguf_names(model.config.num_layers)
+    writer = gguf.GGUFWriter(str(path), "t5encoder")
+    restored = {}
+    for key, tensor in t5_file_state(model).items():
+        array = tensor.float().numpy()
+        if array.ndim == 2 and array.shape[-1] % 32 == 0 and "relative" not in key:
+            data = quantize(array, qtype)
+            writer.add_tensor(names[key], data, raw_shape=data.shape, raw_dtype=qtype)
+            restored[key] = torch.from_numpy(dequantize(data, qtype).reshape(array.shape).copy())
+        else:
+            writer.add_tensor(names[key], array)
+            restored[key] = tensor.float()
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return restored
+
+
 def bundled(clips: dict[str, torch.nn.Module], t5_model: T5EncoderModel | None) -> dict:
     """The ``text_encoders.*`` of an all-in-one SD3 / FLUX checkpoint, as ComfyUI saves them:
     CLIP-L without a projection (SD3 reads its pooled output unprojected; diffusers' converter
