@@ -10,12 +10,14 @@
    makespan of each, and the ratio of loads (the target is >= 3x fewer with affinity); beside
    them the loads of the same router given no room to choose (capacity = depth: a worker takes
    only its share, so the one that just finished takes the next prompt, whatever it needs), and
-   the lower bound on makespan, every worker busy and each model loaded once.
+   the lower bound on makespan, every worker busy and each model loaded once. Then a batch of
+   one model, which must keep every worker busy all the same.
 
-2. Real throughput (``--real``): a local Ray cluster on this machine runs ``--real-prompts``
-   prompts of the shipped tiny SD graph (``graphs/shapes_sd.json``, ``--steps`` steps, a seed
-   each) on 1 worker, then on 2; each worker first runs one prompt so the model load is not
-   timed. Prints prompts per second and the ratio.
+2. Real throughput (``--real``): a local Ray cluster of two workers on this machine runs
+   ``--real-prompts`` prompts of the shipped tiny SD graph (``graphs/shapes_sd.json``,
+   ``--steps`` steps, a seed each) on one of them, then on both, ``--rounds`` times in turn (so
+   both see the same load on a busy machine); each worker first runs one prompt so the model
+   load is not timed. Prints prompts per second of each round and the median ratio.
 
     python bench/cluster.py [--workers 2 4 8] [--cache-models 1 2] [--real]
 """
@@ -134,10 +136,10 @@ def trace_table(args: argparse.Namespace) -> None:
     share = [trace.count(m) / len(trace) for m in range(args.models)]
     print(f"simulated trace: {args.prompts} prompts over {args.models} models, Zipf s={args.zipf} "
           f"(shares {', '.join(f'{p:.2f}' for p in share)}), {args.run_s:g} s a prompt, "
-          f"{args.load_s:g} s a model load; {args.depth} prompts out per worker, at most "
-          f"{args.capacity} on one, slack {args.slack}")
-    print(f"{'W':>3} {'k':>2} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} {'capacity=depth':>14} | "
-          f"{'makespan RR':>11} {'makespan aff':>12} {'bound':>7}")
+          f"{args.load_s:g} s a model load; router: depth {args.depth}, capacity {args.capacity}, "
+          f"slack {args.slack}")
+    print(f"{'W':>3} {'k':>2} {'window':>6} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} "
+          f"{'capacity=depth':>14} | {'makespan RR':>11} {'makespan aff':>12} {'bound':>7}")
     for workers in args.workers:
         for k in args.cache_models:
             # round-robin at its best: a worker takes the next prompt whenever it has room
@@ -149,14 +151,31 @@ def trace_table(args: argparse.Namespace) -> None:
             narrow, _ = simulate(trace, workers, k, "affinity", run_s=args.run_s, load_s=args.load_s,
                                  router=Router(args.depth, args.slack, args.depth))
             bound = (len(trace) * args.run_s + min(args.models, workers * k) * args.load_s) / workers
-            print(f"{workers:>3} {k:>2} | {rr_loads:>8} {aff_loads:>9} {rr_loads / max(aff_loads, 1):>5.1f}x "
+            window = make_router(args)
+            for i in range(workers):
+                window.add(f"w{i}")
+            print(f"{workers:>3} {k:>2} {window.window:>6} | {rr_loads:>8} {aff_loads:>9} "
+                  f"{rr_loads / max(aff_loads, 1):>5.1f}x "
                   f"{narrow:>14} | "
                   f"{rr_time:>10.0f}s {aff_time:>11.0f}s {bound:>6.0f}s")
 
 
 # --- 2. real throughput on this machine ---------------------------------------------------------
 
+def one_model_table(args: argparse.Namespace) -> None:
+    """A batch of one workflow (seeds of one model): affinity must still use every worker."""
+    trace = [0] * args.prompts
+    print(f"one model, {args.prompts} prompts: W, loads, makespan (bound)")
+    for workers in args.workers:
+        loads, makespan = simulate(trace, workers, 1, "affinity", run_s=args.run_s, load_s=args.load_s,
+                                   router=make_router(args))
+        bound = (len(trace) * args.run_s + workers * args.load_s) / workers
+        print(f"{workers:>3} {loads:>5} {makespan:>7.0f}s ({bound:.0f}s)")
+
+
 def real_throughput(args: argparse.Namespace) -> None:
+    import statistics
+
     import ray
     from latentgraph.cluster.backend import Cluster
     from latentgraph.cluster.batch import BatchReport, run_on_cluster
@@ -178,34 +197,45 @@ def real_throughput(args: argparse.Namespace) -> None:
                 for i, name in enumerate(cluster.actors)]
         await asyncio.gather(*(cluster.follow(d) for d in sent if d is not None))
 
+    def rate(cluster: Cluster, names: list[str], round_: int) -> float:
+        known, cluster.router = cluster.router, Router()
+        for name in names:  # a router that knows only these workers: the others stay idle
+            cluster.router.add(name)
+            cluster.router.report(name, (known.workers.get(name) or full.workers[name]).held)
+        report = BatchReport()
+        jobs = [Job(f"r{round_}-{len(names)}-{i}", prompt(1000 * (2 * round_ + len(names)) + i), events=False)
+                for i in range(args.real_prompts)]
+        started = time.perf_counter()
+        asyncio.run(run_on_cluster(cluster, jobs, report.record))
+        elapsed = time.perf_counter() - started
+        assert report.done == args.real_prompts and not report.failed, report.failed
+        return report.done / elapsed
+
     ray.init(num_cpus=args.real_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    rates = {}
+    ratios = []
     try:
-        for workers in (1, 2):
-            report = BatchReport()
-            with tempfile.TemporaryDirectory() as root:
-                folders = Folders.under(root)
-                for folder in (folders.input, folders.output, folders.temp):
-                    folder.mkdir(parents=True)
-                settings = WorkerSettings(input_dir=str(folders.input), models_dir=str(folders.models),
-                                          device=args.device)
-                cluster = Cluster.start("auto", settings, folders, workers=workers)
-                try:
-                    asyncio.run(warm(cluster))
-                    jobs = [Job(f"p{i}", prompt(i), events=False) for i in range(args.real_prompts)]
-                    started = time.perf_counter()
-                    asyncio.run(run_on_cluster(cluster, jobs, report.record))
-                    elapsed = time.perf_counter() - started
-                finally:
-                    cluster.close()
-            rates[workers] = report.done / elapsed
-            failed = f" ({len(report.failed)} failed)" if report.failed else ""
-            print(f"real: {workers} worker(s): {report.done} prompts in {elapsed:.2f} s = "
-                  f"{rates[workers]:.2f} prompts/s{failed}")
+        with tempfile.TemporaryDirectory() as root:
+            folders = Folders.under(root)
+            for folder in (folders.input, folders.output, folders.temp):
+                folder.mkdir(parents=True)
+            settings = WorkerSettings(input_dir=str(folders.input), models_dir=str(folders.models),
+                                      device=args.device)
+            cluster = Cluster.start("auto", settings, folders, workers=2)
+            try:
+                asyncio.run(warm(cluster))
+                full, names = cluster.router, list(cluster.actors)  # what each holds after warming
+                for round_ in range(1, args.rounds + 1):  # interleaved, so both see the same load
+                    one, two = rate(cluster, names[:1], round_), rate(cluster, names, round_)
+                    ratios.append(two / one)
+                    print(f"real, round {round_}: {args.real_prompts} prompts, 1 worker {one:.2f} prompts/s, "
+                          f"2 workers {two:.2f} prompts/s: {two / one:.2f}x")
+            finally:
+                cluster.close()
     finally:
         ray.shutdown()
-    print(f"real: 2 workers / 1 worker throughput = {rates[2] / rates[1]:.2f}x "
-          f"(shapes_sd, {args.steps} steps, 32x32, device {args.device}, {args.real_cpus} CPUs for Ray)")
+    print(f"real: 2 workers / 1 worker throughput, median of {len(ratios)} rounds = "
+          f"{statistics.median(ratios):.2f}x (shapes_sd, {args.steps} steps, 32x32, device {args.device}, "
+          f"{args.real_cpus} CPUs for Ray)")
 
 
 def main() -> None:
@@ -226,11 +256,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true", help="also measure 1 vs 2 Ray workers here")
     parser.add_argument("--real-prompts", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved 1- and 2-worker rounds (default 3)")
     parser.add_argument("--real-cpus", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     trace_table(args)
+    one_model_table(args)
     if args.real:
         real_throughput(args)
 

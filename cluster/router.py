@@ -9,17 +9,20 @@ least loaded; a worker that holds none of them is as good as any other.
 
 Three bounds keep affinity from starving the cluster, and leave it a choice to make:
 
-* the cluster takes ``depth`` prompts per worker at a time (the queue's next prompt is claimed
-  only while fewer are out), so a worker has its next prompt waiting when it finishes one;
-* one worker takes at most ``capacity`` of them (more than ``depth``): when a prompt comes, the
-  holder of its models can take it though others have room -- were the window as large as the
-  capacities, only the worker that just finished would ever have room, and routing would be
-  round-robin in all but name (``bench/cluster.py`` shows both);
 * a holder is passed over when it has more than ``slack`` prompts more than the least-loaded
   worker: then a popular model spreads to a second worker (which loads it once and becomes a
-  holder too) instead of queueing behind the first, and no worker idles while another has a
-  queue. This is the rule of consistent hashing with bounded loads (Mirrokni, Thorup and
-  Zadimoghaddam 2018), applied to a score instead of a hash ring.
+  holder too) instead of queueing behind the first. This is the rule of consistent hashing with
+  bounded loads (Mirrokni, Thorup and Zadimoghaddam 2018), applied to a score instead of a hash
+  ring;
+* the cluster takes a window of prompts at a time (the queue's next one is claimed only while
+  fewer are out): ``depth`` per worker, and never fewer than the others can hold while one idle
+  worker waits, ``(n - 1) * (slack + 1) + 1`` for n workers, so holders cannot absorb the whole
+  window and leave a worker idle for good (a batch of one model would otherwise run on one
+  worker of two);
+* one worker takes at most ``capacity`` of them, more than its share of the window: when a
+  prompt comes, its holder can take it though others have room -- were the capacities no larger
+  than the shares, only the worker that just finished would ever have room, and routing would be
+  round-robin in all but name (``bench/cluster.py`` shows both).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class WorkerState:
 class Router:
     """Chooses workers for prompts and keeps the books of what each holds and runs."""
 
-    def __init__(self, capacity: int = 8, slack: int = 4, depth: int = 2) -> None:
+    def __init__(self, capacity: int = 12, slack: int = 8, depth: int = 2) -> None:
         if depth < 1 or capacity < depth or slack < 0:
             raise ValueError("depth must be at least 1, capacity at least depth, slack at least 0")
         self.capacity = capacity
@@ -77,11 +80,17 @@ class Router:
 
     # --- routing -------------------------------------------------------------------------------
 
+    @property
+    def window(self) -> int:
+        """How many prompts the cluster takes at a time (see the module's docstring)."""
+        n = len(self.workers)
+        return max(self.depth * n, (n - 1) * (self.slack + 1) + 1) if n else 0
+
     def has_room(self) -> bool:
-        """Whether the cluster takes another prompt now (``depth`` per worker at most)."""
+        """Whether the cluster takes another prompt now."""
         workers = self.workers.values()
         total = sum(w.load for w in workers)
-        return total < self.depth * len(self.workers) and any(w.load < w.capacity for w in workers)
+        return total < self.window and any(w.load < w.capacity for w in workers)
 
     def _models(self) -> set[str]:
         return {k for w in self.workers.values() for k, kind in w.held.items() if kind == MODEL}

@@ -63,16 +63,32 @@ def test_a_busy_holder_is_passed_over_beyond_the_slack():
     assert r.choose(["ckpt"]) == "b"  # two more: b takes it (and will hold the model)
 
 
-def test_the_cluster_takes_depth_prompts_per_worker_and_one_worker_up_to_its_capacity():
-    r = router("a", "b", capacity=4, slack=4, depth=2)
+def test_the_window_and_the_capacities():
+    r = router("a", "b", capacity=3, slack=2, depth=2)
+    assert r.window == 4  # depth 2 x 2 workers; (2 - 1) x (slack + 1) + 1 is no more
     r.report("a", {"ckpt": MODEL})
-    for i in range(4):  # all of them to the holder: b has room, but a has the model
+    for i in range(3):  # all to the holder while within the slack: b has room, a has the model
         assert r.has_room() and r.choose(["ckpt"]) == "a"
         r.dispatched("a", f"p{i}", ["ckpt"])
-    assert not r.has_room()  # 4 out = depth 2 x 2 workers: the next waits in the queue
-    assert r.choose(["ckpt"]) == "b"  # a is full (capacity 4)
+    assert r.choose(["ckpt"]) == "b"  # a is full (capacity 3)
+    r.dispatched("b", "p3", ["ckpt"])
+    assert not r.has_room()  # 4 out: the next waits in the queue
     r.finished("a", "p0", {"ckpt": MODEL})
-    assert r.has_room() and r.choose(["ckpt"]) == "a"
+    assert r.has_room() and r.choose(["ckpt"]) == "b"  # it has the model coming: the less loaded
+    assert router("a", "b", "c", capacity=12, slack=8).window == 19  # 2 x 9 + 1
+
+
+def test_an_idle_worker_is_not_left_idle_by_a_batch_of_one_model():
+    r = Router()  # the defaults
+    for name in ("a", "b"):
+        r.add(name)
+    r.report("a", {"ckpt": MODEL})
+    taken = {"a": 0, "b": 0}
+    for i in range(r.window):
+        name = r.choose(["ckpt", f"seed{i}"])
+        r.dispatched(name, f"p{i}", ["ckpt", f"seed{i}"])
+        taken[name] += 1
+    assert not r.has_room() and taken == {"a": r.slack + 1, "b": 1}
 
 
 def test_full_workers_take_nothing():
