@@ -120,3 +120,10 @@ def test_dynamic_shift_config_plans_as_the_pipeline(config, sd3_models):
     plan = make_plan(denoiser.schedule, 7, "flow_euler", mu=mu, **options)
     assert torch.equal(plan.sigmas, scheduler.sigmas) and torch.equal(plan.timesteps, scheduler.timesteps)
     assert np.isclose(denoiser.schedule.shift, 1.0)
+
+
+def test_an_mmdit_file_is_not_a_whole_model(sd3_executor):
+    with pytest.raises(NodeFailed) as info:
+        sd3_executor.run(one_node("LG_LoadCheckpoint", path="sd3/sd35_large.safetensors"), ["1"])
+    assert info.value.error.input_name == "path"
+    assert "sd35_large.safetensors holds an SD3 / SD3.5 MM-DiT, not a whole model" in str(info.value)
