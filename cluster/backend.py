@@ -248,16 +248,21 @@ class Cluster:
         return prompts
 
     def close(self) -> None:
+        """Let the workers remove their scratch folders (5 s at most, all at once), end them,
+        and shut Ray down if this process started it."""
         ray = self.ray
-        for actor in self.actors.values():
-            try:
-                ray.get(actor.close.options(concurrency_group="control").remote(), timeout=5)
-            except Exception:
-                pass
+        actors = list(self.actors.values())
+        self.actors.clear()
+        for name in list(self.router.workers):
+            self.router.remove(name)
+        try:
+            ray.get([a.close.options(concurrency_group="control").remote() for a in actors], timeout=5)
+        except Exception:  # a dead or stuck worker: killed below all the same
+            pass
+        for actor in actors:
             try:
                 ray.kill(actor)
             except Exception:
                 pass
-        self.actors.clear()
         if self.owns_ray and ray.is_initialized():
             ray.shutdown()
