@@ -1,8 +1,10 @@
 """Our graphs (through the Executor) against diffusers' pipelines on the same tiny random weights,
 measured in one process: wall-time and peak-memory ratios, and the image difference.
 
-Models are the test suite's tiny SD 1.x and SANA (tests/ldm/sd_tiny.py, tests/sana/sana_tiny.py),
-saved as diffusers folders that both sides load. Per case, both sides are warmed up, then run
+Models are the test suite's tiny SD 1.x, SANA, SD3.5-medium-shaped MM-DiT and FLUX.1-dev
+(tests/ldm/sd_tiny.py, tests/sana/sana_tiny.py, tests/mmdit/tiny_transformers.py with the tiny
+text encoders and VAE of tests/mmdit/tiny_text.py), saved as diffusers folders that both sides
+load. Per case, both sides are warmed up, then run
 `--repeat` times alternately with fresh seeds. Our graph is timed two ways:
   fresh    the executor's value cache is emptied before each run, so prompts are encoded again
            as the pipeline does (models stay loaded on both sides): the like-for-like ratio;
@@ -10,13 +12,14 @@ saved as diffusers folders that both sides load. Per case, both sides are warmed
 Peak memory is the growth of the process's peak RSS during one run (Linux VmHWM, reset through
 /proc/self/clear_refs before each run); the median over the repeats is reported.
 
-    python bench/pipelines.py [--steps 20] [--size 64] [--repeat 5] [--threads 2]
+    python bench/pipelines.py [--steps 20] [--size 64] [--repeat 5] [--threads 2] [--only sd3,flux]
 
 ``--full`` swaps the tiny models for the real architectures with seeded random weights: SD 1.5
 (CLIP ViT-L/14 text encoder, the 860M U-Net, the SD VAE) at 512 px and SANA-600M (Gemma-2-2B,
 the 28-layer 1152-wide DiT, DC-AE f32c32) at 1024 px, built on the device, saved as diffusers
 folders and loaded by both sides in half precision (fp16 for SD, bf16 for SANA, as our loaders
 and the pipelines' model cards choose). Peak memory is then the CUDA allocator's peak growth.
+(The SD3 and FLUX rows are the tiny models only.)
 
     python bench/pipelines.py --full --device cuda [--steps 20] [--repeat 5] [--sync-check]
 
@@ -46,7 +49,7 @@ import torch
 from latentgraph.executor.run import settle_heap
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path[:0] = [str(TESTS / "ldm"), str(TESTS / "sana")]
+sys.path[:0] = [str(TESTS / "ldm"), str(TESTS / "sana"), str(TESTS / "mmdit")]
 
 PROMPT = "a photograph of an astronaut riding a horse"
 
@@ -101,6 +104,11 @@ def build_models(root: Path, full: bool, device: torch.device) -> None:
         sd, sana = sd_tiny.build_components(), sana_tiny.build_components()
     sd_tiny.save_pipeline(sd, root / "models" / "sd" / "tiny")
     sana_tiny.save_pipeline(sana, root / "models" / "sana" / "tiny")
+    if not full:
+        import tiny_transformers
+
+        tiny_transformers.sd3_pipeline("sd35_medium").save_pretrained(root / "models" / "sd3" / "tiny")
+        tiny_transformers.flux_pipeline(dev=True).save_pretrained(root / "models" / "flux" / "tiny")
     (root / "input").mkdir(parents=True, exist_ok=True)
 
 
@@ -166,7 +174,9 @@ def full_sana600m(device: torch.device) -> dict:
     return {**models, "tokenizer": build_tokenizer(), "scheduler": DPMSolverMultistepScheduler(**SANA_SCHEDULER)}
 
 
-def cases(root: Path, steps: int, sizes: dict[str, int], device: torch.device) -> list[dict[str, Any]]:
+def cases(
+    root: Path, steps: int, sizes: dict[str, int], device: torch.device, mmdit: bool = True
+) -> list[dict[str, Any]]:
     from diffusers import (
         DDIMScheduler,
         DPMSolverMultistepScheduler,
@@ -203,6 +213,39 @@ def cases(root: Path, steps: int, sizes: dict[str, int], device: torch.device) -
         return torch.Generator().manual_seed(seed)
 
     common = {"num_inference_steps": steps, "output_type": "pt"}
+    return [*_sd_and_sana(sd, sd_i2i, sana, sana_euler, image, size, sana_size, gen, steps, common),
+            *(_mmdit_cases(models, size, gen, steps, common) if mmdit else [])]
+
+
+def _mmdit_cases(models: Path, size: int, gen: Callable, steps: int, common: dict) -> list[dict[str, Any]]:
+    """SD3 with CFG 7 and FLUX.1-dev with guidance 3.5 (no uncond branch), flow-matching Euler."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+    sd3 = StableDiffusion3Pipeline.from_pretrained(models / "sd3" / "tiny")
+    flux = FluxPipeline.from_pretrained(models / "flux" / "tiny")
+    for pipe in (sd3, flux):
+        pipe.set_progress_bar_config(disable=True)
+    return [
+        {
+            "name": "sd3 flow_euler",
+            "graph": "sd3_txt2img",
+            "changes": {"2": {"text": PROMPT}, "4": {"width": size, "height": size}, "5": {"steps": steps}},
+            "seed_node": ("5",),
+            "out": "6",
+            "pipe": lambda s: sd3(PROMPT, height=size, width=size, guidance_scale=7.0, generator=gen(s), **common),
+        },
+        {
+            "name": "flux-dev flow_euler",
+            "graph": "flux_txt2img",
+            "changes": {"2": {"text": PROMPT}, "4": {"width": size, "height": size}, "5": {"steps": steps}},
+            "seed_node": ("5",),
+            "out": "6",
+            "pipe": lambda s: flux(PROMPT, height=size, width=size, guidance_scale=3.5, generator=gen(s), **common),
+        },
+    ]
+
+
+def _sd_and_sana(sd, sd_i2i, sana, sana_euler, image, size, sana_size, gen, steps, common) -> list[dict[str, Any]]:
     return [
         {
             "name": "sd txt2img dpmpp_2m",
@@ -374,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-check", action="store_true", help="list host-device syncs per run (CUDA)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="also time our graphs with LG_CUDAGraphs before the sampler (CUDA)")
+    parser.add_argument("--only", help="run only the cases whose name holds one of these comma-separated words")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -404,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{'':<22}{'pipeline':>9}{'ours (fresh)':>26}{'ours (re-seed)':>16}{'peak memory growth MB':>24}"
         )
         mb = 1 << 20
-        for case in cases(root, args.steps, sizes, device):
+        for case in cases(root, args.steps, sizes, device, mmdit=not args.full):
+            if args.only and not any(word in case["name"] for word in args.only.split(",")):
+                continue
             if args.sync_check and device.type == "cuda":
                 sync_points(case, executor)
             graphs = args.cuda_graphs and device.type == "cuda"
