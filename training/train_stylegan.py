@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--lr", type=float, default=0.0025)
     parser.add_argument("--gamma", type=float, default=0.05, help="R1 weight")
     parser.add_argument("--r1-every", type=int, default=16)
+    parser.add_argument("--map-lr-mul", type=float, default=CONFIG.lr_multiplier,
+                        help="the mapping's learning-rate multiplier (StyleGAN2: 0.01)")
     parser.add_argument("--ema-kimg", type=float, default=10.0)
     parser.add_argument("--ema-rampup", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
@@ -161,9 +164,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     reals = uint8_to_pixels(pool).contiguous()
     print(f"dataset: {len(reals)} images in {time.time() - started:.1f}s", flush=True)
 
-    G = Generator(CONFIG).train()  # noqa: N806 - the paper's names
+    config = replace(CONFIG, lr_multiplier=args.map_lr_mul)
+    G = Generator(config).train()  # noqa: N806 - the paper's names
     D = Discriminator(shapes.NUM_CLASSES).train()  # noqa: N806
-    G_ema = Generator(CONFIG).eval().requires_grad_(False)  # noqa: N806
+    G_ema = Generator(config).eval().requires_grad_(False)  # noqa: N806
     G_ema.load_state_dict(G.state_dict())
     # Lazy regularisation (StyleGAN2 appendix B): D's R1 phase runs every r1_every steps, so
     # its Adam is tuned for the combined (main + regulariser) update rate.
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     gen = torch.Generator().manual_seed(args.seed)
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["config"] != json.dumps(CONFIG.to_json()):
+        if state["config"] != json.dumps(config.to_json()):
             raise SystemExit(f"{checkpoint} was trained with another generator config")
         for name, part in (("G", G), ("D", D), ("G_ema", G_ema), ("opt_g", opt_g), ("opt_d", opt_d)):
             part.load_state_dict(state[name])
@@ -188,13 +192,13 @@ def main(argv: list[str] | None = None) -> Path | None:
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
-                    "gen": gen.get_state(), "config": json.dumps(CONFIG.to_json())}, tmp)
+                    "gen": gen.get_state(), "config": json.dumps(config.to_json())}, tmp)
         tmp.replace(checkpoint)  # atomic: a kill mid-save keeps the previous checkpoint
         save_generator(G_ema, args.out / "generator.safetensors")
 
     def fakes(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(shapes.NUM_CLASSES, (n,), generator=gen)
-        z = torch.randn(n, CONFIG.z_dim, generator=gen)
+        z = torch.randn(n, config.z_dim, generator=gen)
         return generate(G, z, y, gen=gen, track_w_avg=True), y
 
     batch = args.batch
