@@ -118,7 +118,7 @@ T5_GGUF_NAMES = (
 )
 T5_MAX_DISTANCE = 128  # T5's relative_attention_max_distance (not visible in the weights)
 FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
-#: keys of tokenizer-free leftovers in text-encoder files (old transformers buffers)
+#: buffers older transformers versions saved in CLIP files: nothing to load
 IGNORED_KEYS = ("text_model.embeddings.position_ids",)
 
 
