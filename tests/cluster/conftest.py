@@ -15,7 +15,9 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="session")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # A small object store (the images are kilobytes): a CI container's /dev/shm is often small.
+    ray.init(num_cpus=2, object_store_memory=128 << 20, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
     yield ray
     ray.shutdown()
 
