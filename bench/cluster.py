@@ -3,15 +3,14 @@
 1. A simulated trace (no Ray): ``--prompts`` prompts (1,000) over ``--models`` models (4) drawn
    with Zipf popularity (weight of the i-th model 1 / i^s, ``--zipf`` s = 1.0), queued at once, on
    W simulated workers, each with an LRU cache of k models. A prompt takes ``--run-s`` seconds on
-   its worker, plus ``--load-s`` when the worker must load its model first. The same dispatch
-   loop (each worker takes ``capacity`` prompts at a time, the queue in order) routes with
-   ``cluster/router.py`` (cache affinity with bounded load) or round-robin (each worker takes
-   ``depth`` prompts, the next one whenever it has room: its best form). Prints model loads and
-   makespan of each, and the ratio of loads (the target is >= 3x fewer with affinity); beside
-   them the loads of the same router given no room to choose (capacity = depth: a worker takes
-   only its share, so the one that just finished takes the next prompt, whatever it needs), and
-   the lower bound on makespan, every worker busy and each model loaded once. Then a batch of
-   one model, which must keep every worker busy all the same.
+   its worker, plus ``--load-s`` when the worker must load its model first; a worker runs what it
+   was sent in order, ``depth`` (2) out at most. Routed by ``cluster/router.py`` as on a real
+   cluster (it claims a window of the queue, holds it and picks each worker's next prompt when
+   the worker has room) or round-robin (the queue in order, each prompt to the next worker with
+   room: its best form). Prints model loads and makespan of each, the ratio of loads (the target
+   is >= 3x fewer with affinity), the lower bound on makespan (every worker busy, each model
+   loaded once) and, against the aging bound, the most prompts claimed after one that started
+   before it. Then a batch of one model, which must keep every worker busy all the same.
 
 2. Real throughput (``--real``): a local Ray cluster of two workers on this machine runs
    ``--real-prompts`` prompts of the shipped tiny SD graph (``graphs/shapes_sd.json``,
@@ -33,7 +32,6 @@ import random
 import tempfile
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +72,10 @@ def zipf_trace(prompts: int, models: int, s: float, seed: int) -> list[int]:
 
 
 def simulate(trace: list[int], workers: int, cache_models: int, policy: str, *, run_s: float,
-             load_s: float, router: Router) -> tuple[int, float]:
-    """(model loads, makespan) of the trace under ``policy`` ("affinity" or "round-robin")."""
+             load_s: float, router: Router) -> tuple[int, float, int]:
+    """(model loads, makespan, most prompts claimed later that started before one) of the trace
+    under ``policy``: "affinity" (the router holds its window and picks each worker's next
+    prompt) or "round-robin" (the queue in order, each prompt to the next worker with room)."""
     sims = {}
     for i in range(workers):
         name = f"w{i}"
@@ -85,17 +85,26 @@ def simulate(trace: list[int], workers: int, cache_models: int, policy: str, *, 
     pending = deque(enumerate(trace))
     events: list[tuple[float, int, str, str]] = []  # (time, tie, worker, prompt id)
     tie = itertools.count()
+    started: list[int] = []  # prompt numbers, in the order they were sent
     now = 0.0
 
-    def round_robin() -> str | None:
-        for _ in range(workers):
-            name = next(turn)
-            if router.workers[name].load < router.workers[name].capacity:
-                return name
-        return None
+    def round_robin() -> list[tuple[str, str]]:
+        sent = []
+        while pending:
+            name = next((n for n in (next(turn) for _ in range(workers))
+                         if router.workers[n].load < router.depth), None)
+            if name is None:
+                break
+            index, model = pending.popleft()
+            router.dispatched(name, str(index), [f"model-{model}", f"result-{index}"])
+            sent.append((name, str(index)))
+        return sent
 
-    choose: Callable[[list[str]], str | None] = router.choose if policy == "affinity" else (
-        lambda keys: round_robin())
+    def affinity() -> list[tuple[str, str]]:
+        while pending and router.has_room():
+            index, model = pending.popleft()
+            router.hold(str(index), [f"model-{model}", f"result-{index}"])
+        return router.assign()
 
     def begin(worker: SimWorker) -> None:
         if worker.busy or not worker.queue:
@@ -105,15 +114,9 @@ def simulate(trace: list[int], workers: int, cache_models: int, policy: str, *, 
         heapq.heappush(events, (now + worker.start(model, run_s, load_s), next(tie), worker.name, prompt_id))
 
     def dispatch() -> None:
-        while pending and router.has_room():
-            index, model = pending[0]
-            keys = [f"model-{model}", f"result-{index}"]
-            name = choose(keys)
-            if name is None:
-                return
-            pending.popleft()
-            router.dispatched(name, str(index), keys)
-            sims[name].queue.append((str(index), model))
+        for name, prompt_id in (affinity() if policy == "affinity" else round_robin()):
+            started.append(int(prompt_id))
+            sims[name].queue.append((prompt_id, trace[int(prompt_id)]))
             begin(sims[name])
 
     dispatch()
@@ -124,11 +127,14 @@ def simulate(trace: list[int], workers: int, cache_models: int, policy: str, *, 
         router.finished(name, prompt_id, worker.held())  # the worker's report with its result
         begin(worker)
         dispatch()
-    return sum(w.loads for w in sims.values()), now
+    assert sorted(started) == list(range(len(trace)))
+    overtaken = [sum(1 for earlier in started[:pos] if earlier > p) for pos, p in enumerate(started)]
+    return sum(w.loads for w in sims.values()), now, max(overtaken, default=0)
 
 
 def make_router(args: argparse.Namespace) -> Router:
-    return Router(capacity=args.capacity, slack=args.slack, depth=args.depth)
+    return Router(depth=args.depth, lookahead=args.lookahead, slack=args.slack,
+                  max_overtakes=args.max_overtakes)
 
 
 def trace_table(args: argparse.Namespace) -> None:
@@ -136,42 +142,36 @@ def trace_table(args: argparse.Namespace) -> None:
     share = [trace.count(m) / len(trace) for m in range(args.models)]
     print(f"simulated trace: {args.prompts} prompts over {args.models} models, Zipf s={args.zipf} "
           f"(shares {', '.join(f'{p:.2f}' for p in share)}), {args.run_s:g} s a prompt, "
-          f"{args.load_s:g} s a model load; router: depth {args.depth}, capacity {args.capacity}, "
+          f"{args.load_s:g} s a model load; router: depth {args.depth}, lookahead {args.lookahead}, "
           f"slack {args.slack}")
-    print(f"{'W':>3} {'k':>2} {'window':>6} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} "
-          f"{'capacity=depth':>14} | {'makespan RR':>11} {'makespan aff':>12} {'bound':>7}")
+    print(f"{'W':>3} {'k':>2} {'window':>6} {'aging':>5} | {'loads RR':>8} {'loads aff':>9} {'ratio':>6} | "
+          f"{'makespan RR':>11} {'makespan aff':>12} {'bound':>7} | {'overtaken':>9}")
     for workers in args.workers:
         for k in args.cache_models:
             # round-robin at its best: a worker takes the next prompt whenever it has room
-            rr_loads, rr_time = simulate(trace, workers, k, "round-robin", run_s=args.run_s,
-                                         load_s=args.load_s, router=Router(args.depth, 0, args.depth))
-            aff_loads, aff_time = simulate(trace, workers, k, "affinity", run_s=args.run_s,
-                                           load_s=args.load_s, router=make_router(args))
-            # the same router with no room to choose: each worker takes only its share
-            narrow, _ = simulate(trace, workers, k, "affinity", run_s=args.run_s, load_s=args.load_s,
-                                 router=Router(args.depth, args.slack, args.depth))
+            rr_loads, rr_time, _ = simulate(trace, workers, k, "round-robin", run_s=args.run_s,
+                                            load_s=args.load_s, router=Router(args.depth, args.depth))
+            router = make_router(args)
+            aff_loads, aff_time, overtaken = simulate(trace, workers, k, "affinity", run_s=args.run_s,
+                                                      load_s=args.load_s, router=router)
             bound = (len(trace) * args.run_s + min(args.models, workers * k) * args.load_s) / workers
-            window = make_router(args)
-            for i in range(workers):
-                window.add(f"w{i}")
-            print(f"{workers:>3} {k:>2} {window.window:>6} | {rr_loads:>8} {aff_loads:>9} "
-                  f"{rr_loads / max(aff_loads, 1):>5.1f}x "
-                  f"{narrow:>14} | "
-                  f"{rr_time:>10.0f}s {aff_time:>11.0f}s {bound:>6.0f}s")
+            print(f"{workers:>3} {k:>2} {router.window:>6} {router.max_overtakes:>5} | {rr_loads:>8} "
+                  f"{aff_loads:>9} {rr_loads / max(aff_loads, 1):>5.1f}x | "
+                  f"{rr_time:>10.0f}s {aff_time:>11.0f}s {bound:>6.0f}s | {overtaken:>9}")
 
-
-# --- 2. real throughput on this machine ---------------------------------------------------------
 
 def one_model_table(args: argparse.Namespace) -> None:
     """A batch of one workflow (seeds of one model): affinity must still use every worker."""
     trace = [0] * args.prompts
     print(f"one model, {args.prompts} prompts: W, loads, makespan (bound)")
     for workers in args.workers:
-        loads, makespan = simulate(trace, workers, 1, "affinity", run_s=args.run_s, load_s=args.load_s,
-                                   router=make_router(args))
+        loads, makespan, _ = simulate(trace, workers, 1, "affinity", run_s=args.run_s, load_s=args.load_s,
+                                      router=make_router(args))
         bound = (len(trace) * args.run_s + workers * args.load_s) / workers
         print(f"{workers:>3} {loads:>5} {makespan:>7.0f}s ({bound:.0f}s)")
 
+
+# --- 2. real throughput on this machine ---------------------------------------------------------
 
 def real_throughput(args: argparse.Namespace) -> None:
     import statistics
@@ -248,11 +248,13 @@ def main() -> None:
     parser.add_argument("--run-s", type=float, default=2.0, help="seconds a prompt runs (default 2)")
     parser.add_argument("--load-s", type=float, default=10.0, help="seconds a model load takes (default 10)")
     parser.add_argument("--depth", type=int, default=Router().depth,
-                        help="prompts out per worker, on average (the router's default)")
-    parser.add_argument("--capacity", type=int, default=Router().capacity,
                         help="prompts out on one worker at most (the router's default)")
+    parser.add_argument("--lookahead", type=int, default=Router().lookahead,
+                        help="prompts the cluster claims per worker (the router's default)")
     parser.add_argument("--slack", type=int, default=Router().slack,
-                        help="how many more than the least-loaded worker a holder may have")
+                        help="prompts waiting per busy holder before an idle worker loads their model too")
+    parser.add_argument("--max-overtakes", type=int, default=None,
+                        help="later prompts that may start before a waiting one (default: twice the window)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true", help="also measure 1 vs 2 Ray workers here")
     parser.add_argument("--real-prompts", type=int, default=16)

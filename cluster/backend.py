@@ -1,11 +1,14 @@
 """The Ray backend: connect to a cluster, start the workers, send them prompts, follow them.
 
-``Cluster`` is what the server's runner and ``latentgraph batch`` share. ``dispatch`` routes a
-job (``router.py``) and starts it on its worker; ``follow`` streams the worker's events to a
-callback, writes the files they carry into this side's folders (``files.py``) and returns how
-the prompt ended. A worker that dies (its process killed, its machine gone) makes ``follow``
-raise :class:`WorkerLost`; the worker is dropped from the router, and the caller puts the prompt
-back in its queue, where the next free worker takes it.
+``Cluster`` is what the server's runner and ``latentgraph batch`` share. ``submit`` hands a job
+to the router, which holds it until a worker has room and then picks which waiting job that
+worker runs next (``router.py``: late binding); ``follow`` waits for that, streams the worker's
+events to a callback, writes the files they carry into this side's folders (``files.py``) and
+returns how the prompt ended. A worker that dies (its process killed, its machine gone) makes
+``follow`` raise :class:`WorkerLost` for each prompt sent to it; the worker is dropped from the
+router, and the caller puts the prompt back in its queue, where the next free worker takes it.
+The jobs still waiting stay with the router for the other workers (or, when no worker is left,
+their ``follow`` raises :class:`WorkerLost` too).
 
 Ray is imported only here and only when a cluster is asked for: without the ``ray`` extra
 everything else works, and asking for a cluster says how to get it.
@@ -13,16 +16,17 @@ everything else works, and asking for a cluster says how to get it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..executor import Event, Folders
 from .files import OutputPlacer
 from .keys import routing_keys
-from .protocol import ERROR, EventItem, Finished, Job
+from .protocol import ERROR, INTERRUPTED, EventItem, Finished, Job
 from .router import Router
 from .worker import Worker, WorkerSettings
 
@@ -46,7 +50,7 @@ class WorkerLost(RuntimeError):
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
-        super().__init__(f"worker {worker} died")
+        super().__init__(f"worker {worker} died" if worker else "no worker is left")
 
 
 def import_ray() -> Any:
@@ -102,6 +106,24 @@ class Dispatch:
     stream: Any  # ray.ObjectRefGenerator
 
 
+@dataclass
+class Ticket:
+    """A job submitted and waiting with the router; ``follow`` waits until a worker takes it."""
+
+    job: Job
+    sent: Dispatch | None = None
+    #: how it ended without being sent (interrupted while waiting)
+    ended: Finished | None = None
+    #: it cannot be sent: the last worker died (its name; "" when there was none)
+    lost: str | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settle(self, *, sent: Dispatch | None = None, ended: Finished | None = None,
+               lost: str | None = None) -> None:
+        self.sent, self.ended, self.lost = sent, ended, lost
+        self.ready.set()
+
+
 class Cluster:
     """The workers of one server (or batch), their router and what comes back from them."""
 
@@ -112,6 +134,7 @@ class Cluster:
         self.router = router or Router()
         self.placer = OutputPlacer(folders)
         self.actors: dict[str, Any] = {}
+        self.tickets: dict[str, Ticket] = {}  # prompt id -> its job, waiting with the router
         self.owns_ray = owns_ray
         self._serial = 0
 
@@ -172,19 +195,53 @@ class Cluster:
     def has_room(self) -> bool:
         return self.router.has_room()
 
-    def dispatch(self, job: Job, to: str | None = None) -> Dispatch | None:
-        """Route ``job`` and start it; None when every worker is full (or none is left).
-        ``to`` names the worker instead (to fill each worker's cache before a measurement)."""
-        keys = list(routing_keys(job.prompt).values())
-        name = self.router.choose(keys) if to is None else to
-        if name is None:
-            return None
-        self.router.dispatched(name, job.prompt_id, keys)
+    def submit(self, job: Job) -> Ticket:
+        """Give ``job`` to the router, which sends it when a worker has room for it (at once if
+        one has and nothing suits that worker better); ``follow`` the ticket for its end."""
+        ticket = Ticket(job)
+        if not self.actors:
+            ticket.settle(lost="")
+            return ticket
+        self.tickets[job.prompt_id] = ticket
+        self.router.hold(job.prompt_id, list(routing_keys(job.prompt).values()))
+        self._assign()
+        return ticket
+
+    def dispatch(self, job: Job, to: str) -> Dispatch:
+        """Start ``job`` on worker ``to``, past the router's choice (to fill each worker's cache
+        before a measurement)."""
+        self.router.dispatched(to, job.prompt_id, list(routing_keys(job.prompt).values()))
+        return self._send(to, job)
+
+    def _send(self, name: str, job: Job) -> Dispatch:
         stream = self.actors[name].run.options(concurrency_group="runs").remote(job)
         return Dispatch(name, job, stream)
 
-    async def follow(self, dispatch: Dispatch, on_event: EventCallback | None = None) -> Finished:
-        """Stream the run's events to ``on_event`` (event, preview PNG) and return its end."""
+    def _assign(self) -> None:
+        """Send the waiting jobs the router gives to workers with room."""
+        for name, prompt_id in self.router.assign():
+            ticket = self.tickets.pop(prompt_id)
+            ticket.settle(sent=self._send(name, ticket.job))
+
+    async def follow(self, sent: Dispatch | Ticket, on_event: EventCallback | None = None) -> Finished:
+        """Wait until a worker takes a submitted job, stream the run's events to ``on_event``
+        (event, preview PNG) and return its end."""
+        if isinstance(sent, Ticket):
+            try:
+                await sent.ready.wait()
+            except asyncio.CancelledError:  # the caller gave up on it: it waits no more
+                if self.tickets.pop(sent.job.prompt_id, None) is not None:
+                    self.router.withdraw(sent.job.prompt_id)
+                raise
+            if sent.lost is not None:
+                raise WorkerLost(sent.lost)
+            if sent.ended is not None:
+                return sent.ended
+            assert sent.sent is not None
+            return await self._follow(sent.sent, on_event)
+        return await self._follow(sent, on_event)
+
+    async def _follow(self, dispatch: Dispatch, on_event: EventCallback | None) -> Finished:
         exceptions = self.ray.exceptions
         name = dispatch.worker
         final: Finished | None = None
@@ -195,8 +252,9 @@ class Cluster:
             raise WorkerLost(name) from None
         except exceptions.RayError as err:  # the stream broke some other way: reported, not retried
             final = Finished(ERROR, message=f"the worker's stream failed: {_first_line(err)}")
-        finally:  # whatever happened here, the worker is done with the prompt
+        finally:  # whatever happened here, the worker is done with the prompt: it has room
             self.router.finished(name, dispatch.job.prompt_id, final.held if final and final.held else None)
+            self._assign()
         assert final is not None  # the stream's end, or the error's
         ui = {node: self.placer.place(name, out, final.files) for node, out in final.ui.items()}
         return replace(final, ui=ui, files={})
@@ -222,9 +280,13 @@ class Cluster:
         return event
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
-        """Interrupt ``prompt_id`` wherever it is (queued on a worker or running), or, without
-        one, every prompt the workers have."""
+        """Interrupt ``prompt_id`` wherever it is (waiting here, queued on a worker or running),
+        or, without one, every prompt submitted. A waiting one ends interrupted without running."""
         found = False
+        for pid in [p for p in self.tickets if prompt_id is None or p == prompt_id]:
+            found = True
+            self.router.withdraw(pid)
+            self.tickets.pop(pid).settle(ended=Finished(INTERRUPTED, message="interrupted"))
         for name, worker in list(self.router.workers.items()):
             for pid in list(worker.in_flight):
                 if prompt_id is None or pid == prompt_id:
@@ -236,7 +298,8 @@ class Cluster:
         return [pid for w in self.router.workers.values() for pid in w.in_flight]
 
     def lose(self, name: str) -> list[str]:
-        """Drop a dead worker; returns the prompts it had (each of their ``follow`` raises too)."""
+        """Drop a dead worker; returns the prompts it had (each of their ``follow`` raises too).
+        With no worker left, the waiting jobs' ``follow`` raises as well."""
         actor = self.actors.pop(name, None)
         prompts = self.router.remove(name)
         if actor is not None:
@@ -245,7 +308,15 @@ class Cluster:
                 self.ray.kill(actor)
             except Exception:  # already gone
                 pass
+        if not self.actors:
+            self._drop_waiting(name)
         return prompts
+
+    def _drop_waiting(self, name: str) -> None:
+        for pid, ticket in list(self.tickets.items()):
+            self.router.withdraw(pid)
+            ticket.settle(lost=name)
+        self.tickets.clear()
 
     def close(self) -> None:
         """Let the workers remove their scratch folders (5 s at most, all at once), end them,
@@ -253,6 +324,7 @@ class Cluster:
         ray = self.ray
         actors = list(self.actors.values())
         self.actors.clear()
+        self._drop_waiting("")
         for name in list(self.router.workers):
             self.router.remove(name)
         try:

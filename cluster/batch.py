@@ -1,8 +1,8 @@
 """``latentgraph batch``: many prompts from one workflow, on the local executor or a cluster.
 
 Both ways write what ``run`` writes (the output nodes' files in the output folder) and report
-each prompt as it ends; the cluster way keeps every worker busy (``Cluster.dispatch`` routes
-each prompt) and gives a prompt whose worker died to the next free one. When no worker is left,
+each prompt as it ends; the cluster way keeps every worker busy (the router gives each worker
+with room its next prompt) and gives a prompt whose worker died to the next free one. When no worker is left,
 the prompts not yet done are handed back to run locally.
 """
 
@@ -71,11 +71,7 @@ async def run_on_cluster(cluster: Cluster, jobs: Iterable[Job],
             job = next_job()
             if job is None:
                 break
-            dispatch = cluster.dispatch(job)
-            if dispatch is None:  # full after all: keep it for the next round
-                retry.appendleft(job)
-                break
-            running[asyncio.ensure_future(cluster.follow(dispatch))] = job
+            running[asyncio.ensure_future(cluster.follow(cluster.submit(job)))] = job
         if not running:
             break
         finished, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)

@@ -1,10 +1,10 @@
 """``serve --ray``: the queue's prompts run on a Ray cluster's workers, several at a time.
 
-The SQLite queue stays the source of truth. The runner claims a prompt whenever a worker has
-room (``Router.capacity`` each), the cluster routes it to the worker whose cache holds its models
-(``cluster/router.py``), and its events come back as the local runner's do: the same
-``_forward`` records the history's messages and outputs and sends them, and the previews, to the
-client that queued it. The files its output nodes wrote arrive with the events and are written
+The SQLite queue stays the source of truth. The runner claims prompts while the cluster's window
+has room (``Router.window``); the router holds them until a worker has room and gives each worker
+the waiting prompt whose models it holds (``cluster/router.py``), and its events come back as
+the local runner's do: the same ``_forward`` records the history's messages and outputs and
+sends them, and the previews, to the client that queued it. The files its output nodes wrote arrive with the events and are written
 into this server's output folder (``cluster/files.py``), so ``/view`` and the history name them
 as after a local run.
 
@@ -64,7 +64,7 @@ class ClusterRunner(PromptRunner):
     # --- control -------------------------------------------------------------------------------
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
-        """Stop ``prompt_id`` (also while it waits on its worker), or without one every prompt
+        """Stop ``prompt_id`` (also while it waits for a worker), or without one every prompt
         that has started, as ComfyUI stops the running one: those waiting behind them run."""
         found = super().interrupt(prompt_id)  # a prompt run here after the workers were lost
         for pid, active in self.remote.items():
@@ -129,21 +129,18 @@ class ClusterRunner(PromptRunner):
         targets = item.outputs_to_execute or None  # as the local runner: see PromptRunner._run
         job = Job(item.prompt_id, item.prompt, ui if isinstance(ui, dict) else None, targets, targets,
                   previews=self.hub.has_listeners(item.client_id))
-        dispatch = self.cluster.dispatch(job)
-        if dispatch is None:  # full after all (a worker just died): back to the queue
-            self.store.requeue(item.prompt_id)
-            return
+        ticket = self.cluster.submit(job)
         active = self.remote[item.prompt_id] = ActivePrompt(item)
-        task = asyncio.create_task(self._follow(active, dispatch), name=f"latentgraph-{item.prompt_id}")
+        task = asyncio.create_task(self._follow(active, ticket), name=f"latentgraph-{item.prompt_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _follow(self, active: ActivePrompt, dispatch: Any) -> None:
+    async def _follow(self, active: ActivePrompt, ticket: Any) -> None:
         from ..cluster.backend import WorkerLost
 
         item = active.item
         try:
-            final = await self.cluster.follow(dispatch, lambda event, png: self._forward(active, event, png))
+            final = await self.cluster.follow(ticket, lambda event, png: self._forward(active, event, png))
         except WorkerLost as lost:
             log.warning("prompt %s goes back to the queue: %s", item.prompt_id, lost)
             self.store.requeue(item.prompt_id)

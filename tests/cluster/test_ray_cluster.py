@@ -59,8 +59,8 @@ def test_routing_prefers_the_worker_that_holds_the_models(cluster):
     assert not any(w.held for w in router.workers.values())
     router.dispatched(first, "occupied", [])  # so the least-loaded rule alone would pick `second`
     try:
-        holder = cluster.dispatch(Job("holder-1", shapes_prompt(seed=11)))
-        assert holder.worker == second
+        holder = cluster.submit(Job("holder-1", shapes_prompt(seed=11)))
+        assert holder.sent is not None and holder.sent.worker == second  # sent at once: it had room
         assert run(cluster.follow(holder)).status == SUCCESS
     finally:
         router.finished(first, "occupied")
@@ -69,8 +69,8 @@ def test_routing_prefers_the_worker_that_holds_the_models(cluster):
     # the worker reported the checkpoint it now holds as a model, the text embeddings as results
     assert held[keys["1"]] == MODEL and held[keys["2"]] == held[keys["3"]] == RESULT
     # every tie-break favours `first` now (it joined first, both are idle): the models decide
-    again = cluster.dispatch(Job("holder-2", shapes_prompt(seed=12, text="a cyan square")))
-    assert again.worker == second
+    again = cluster.submit(Job("holder-2", shapes_prompt(seed=12, text="a cyan square")))
+    assert again.sent is not None and again.sent.worker == second
     outcome = run(cluster.follow(again))
     assert outcome.status == SUCCESS and "1" in outcome.cached  # the loader came from its cache
 
@@ -93,8 +93,8 @@ def test_results_equal_the_local_executors_pixel_for_pixel(cluster, tmp_path, on
     for seed, text in [(1, "a blue triangle"), (2, "a green cross")]:
         prompt = shapes_prompt(seed, text)
         here = local.run(prompt).ui["7"]["images"][0]
-        dispatch = cluster.dispatch(Job(f"pixels-{seed}", prompt))
-        there = run(cluster.follow(dispatch, lambda event, png: events.append(event.type)))
+        ticket = cluster.submit(Job(f"pixels-{seed}", prompt))
+        there = run(cluster.follow(ticket, lambda event, png: events.append(event.type)))
         assert there.status == SUCCESS, there.message
         image = there.ui["7"]["images"][0]
         written = cluster.placer.folders.output / image["subfolder"] / image["filename"]
