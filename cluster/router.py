@@ -89,13 +89,11 @@ class Router:
                  max_overtakes: int | None = None) -> None:
         if depth < 1 or lookahead < depth:
             raise ValueError("depth must be at least 1 and lookahead at least depth")
-        if slack < 0:
-            raise ValueError("slack must be at least 0")
-        self.slack = slack
-        if max_overtakes is not None and max_overtakes < 0:
-            raise ValueError("max_overtakes must be at least 0")
-        self.depth = depth
-        self.lookahead = lookahead
+        if slack < 0 or (max_overtakes is not None and max_overtakes < 0):
+            raise ValueError("slack and max_overtakes must be at least 0")
+        self.depth = depth  # prompts out on one worker at most
+        self.lookahead = lookahead  # prompts claimed per worker
+        self.slack = slack  # prompts waiting per busy holder before an idle worker loads theirs
         self._max_overtakes = max_overtakes
         self.workers: dict[str, WorkerState] = {}  # in the order they joined: the last tie-break
         self.waiting: dict[str, Waiting] = {}  # oldest first

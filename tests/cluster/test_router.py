@@ -95,6 +95,19 @@ def test_an_idle_holder_is_asked_before_an_idle_worker_that_joined_first():
     assert r.assign() == [("b", "p1")]
 
 
+def test_a_busy_holder_is_passed_over_beyond_the_slack():
+    r = router("a", "b", depth=1, lookahead=8)
+    r.report("a", {"ckpt": MODEL})
+    hold(r, ("p0", ["ckpt", "s0"]))
+    assert r.assign() == [("a", "p0")]
+    hold(r, ("p1", ["ckpt", "s1"]), ("p2", ["ckpt", "s2"]))
+    assert r.assign() == []  # 2 wait for the busy holder (slack 2): sooner done there than loaded
+    hold(r, ("p3", ["ckpt", "s3"]))
+    assert r.assign() == [("b", "p1")]  # 3: b loads the model too, and holds it from now on
+    r.finished("b", "p1", {"ckpt": MODEL})
+    assert r.assign() == [("b", "p2")]
+
+
 def test_a_batch_of_one_model_uses_every_worker():
     r = router("a", "b", "c", "d", lookahead=4)
     r.report("a", {"ckpt": MODEL})
@@ -194,7 +207,7 @@ def test_no_workers_no_choice_and_bad_settings():
         Router(depth=0)
     with pytest.raises(ValueError, match="lookahead at least depth"):
         Router(depth=3, lookahead=2)
-    with pytest.raises(ValueError, match="max_overtakes"):
+    with pytest.raises(ValueError, match="slack and max_overtakes"):
         Router(max_overtakes=-1)
     r = router("a")
     with pytest.raises(ValueError, match="already known"):
