@@ -60,6 +60,7 @@ def test_the_sampler_expansion_follows_the_row(spec, steps):
         negative=object(),
         rng=None,
         schedule=None,
+        guidance=None,
         denoiser=make_denoiser(schedule_for(spec)),
     )
     nodes, ((last, _),) = sampling_graph(x)
