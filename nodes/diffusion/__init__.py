@@ -9,8 +9,9 @@ from . import (
          schedule_nodes,
          solvers,
          step_nodes,
+         training_nodes,
 )
 
 # The step nodes come from the solver table (solvers/), which names the node of every solver.
 NODES = [*schedule_nodes.NODES, *noise_nodes.NODES, *solvers.NODES, *step_nodes.NODES, *guidance.NODES,
-         *sampler.NODES, *ideal_denoiser.NODES, *cuda_graphs.NODES]
+         *sampler.NODES, *ideal_denoiser.NODES, *cuda_graphs.NODES, *training_nodes.NODES]
