@@ -44,6 +44,7 @@ SHIPPED_MODELS = {
     "shapes_sana": "python -m latentgraph.training.train_sana --out models/shapes_sana --batch 64 "
                    "--pool 20000 --workers 2 --steps 8000",
     "shapes_var": "python -m latentgraph.training.train_var --out models/shapes_var --device cuda",
+    "shapes_stylegan": "python -m latentgraph.training.train_stylegan --out models/shapes_stylegan --threads 1",
 }
 
 

@@ -87,7 +87,7 @@ def test_a_damaged_shipped_weight_file_is_named(tmp_path, family, weights):
     assert "re-create" not in message
 
 
-@pytest.mark.parametrize("family", ["sd", "sana", "var"])
+@pytest.mark.parametrize("family", ["sd", "sana", "var", "stylegan"])
 def test_a_missing_shipped_model_says_where_it_looked_and_how_to_re_create_it(tmp_path, family):
     (tmp_path / "models").mkdir()
     with pytest.raises(NodeFailed) as failure:
