@@ -54,7 +54,10 @@ def read_gguf(path: Path) -> StateDict:
             raise CheckpointError(
                 f"{name}: tensor {tensor.name} is stored as {tensor.tensor_type.name}, which gguf cannot dequantise: {err}"
             ) from None
-        out[tensor.name] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).reshape(shape))
+        array = np.ascontiguousarray(values, dtype=np.float32).reshape(shape)
+        if not array.flags.writeable:  # an unquantised tensor is a view of the read-only file mapping
+            array = array.copy()
+        out[tensor.name] = torch.from_numpy(array)
     return out
 
 
