@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from latentgraph.nodes.ldm.clip import bundled_tokenizer
 from transformers import CLIPTextConfig, CLIPTextModel
+from vae_keys import diffusers_vae_to_ldm
 
 # runwayml/stable-diffusion-v1-5 scheduler_config.json (diffusers writes the spacing explicitly).
 SD15_SCHEDULER = {
@@ -142,43 +143,7 @@ def unet_to_ldm(state: dict, up_attention: list[bool]) -> dict:
 
 
 def vae_to_ldm(state: dict) -> dict:
-    prefixes = {
-        "encoder.mid_block.attentions.0.": "encoder.mid.attn_1.",
-        "decoder.mid_block.attentions.0.": "decoder.mid.attn_1.",
-    }
-    for part in ("encoder", "decoder"):
-        for j in range(2):
-            prefixes[f"{part}.mid_block.resnets.{j}."] = f"{part}.mid.block_{j + 1}."
-    for i in range(LEVELS):
-        for j in range(1):
-            prefixes[f"encoder.down_blocks.{i}.resnets.{j}."] = f"encoder.down.{i}.block.{j}."
-        for j in range(2):
-            prefixes[f"decoder.up_blocks.{i}.resnets.{j}."] = (
-                f"decoder.up.{LEVELS - 1 - i}.block.{j}."
-            )
-        prefixes[f"encoder.down_blocks.{i}.downsamplers.0."] = f"encoder.down.{i}.downsample."
-        prefixes[f"decoder.up_blocks.{i}.upsamplers.0."] = f"decoder.up.{LEVELS - 1 - i}.upsample."
-    attention = {
-        "group_norm.": "norm.",
-        "to_q.": "q.",
-        "to_k.": "k.",
-        "to_v.": "v.",
-        "to_out.0.": "proj_out.",
-    }
-    out = {}
-    for key, value in state.items():
-        new = key.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
-        for hf, sd in prefixes.items():
-            if new.startswith(hf):
-                rest = new[len(hf) :]
-                if "attn_1" in sd:
-                    for a, b in attention.items():
-                        rest = rest.replace(a, b) if rest.startswith(a) else rest
-                    if rest.endswith("weight") and value.ndim == 2:
-                        value = value[:, :, None, None]  # LDM keeps them as 1x1 convolutions
-                new = sd + rest
-        out[new] = value
-    return out
+    return diffusers_vae_to_ldm(state, LEVELS, 1)
 
 
 def single_file_state(components: dict) -> dict:

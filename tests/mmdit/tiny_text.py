@@ -31,6 +31,7 @@ from transformers import (
     T5EncoderModel,
     T5Tokenizer,
 )
+from vae_keys import diffusers_vae_to_ldm
 
 #: widths of the tiny CLIP-L, CLIP-G and T5 (the tiny transformers are conditioned on them)
 CLIP_L, CLIP_G, T5 = 32, 32, 32
@@ -320,42 +321,7 @@ def bundled(clips: dict[str, torch.nn.Module], t5_model: T5EncoderModel | None) 
 
 def vae16_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """diffusers AutoencoderKL keys -> LDM/BFL keys (``ae.safetensors``), any depth."""
-    prefixes = {
-        "encoder.mid_block.attentions.0.": "encoder.mid.attn_1.",
-        "decoder.mid_block.attentions.0.": "decoder.mid.attn_1.",
-    }
-    for part in ("encoder", "decoder"):
-        for j in range(2):
-            prefixes[f"{part}.mid_block.resnets.{j}."] = f"{part}.mid.block_{j + 1}."
-    top = VAE_LEVELS - 1
-    for i in range(VAE_LEVELS):
-        for j in range(VAE_LAYERS):
-            prefixes[f"encoder.down_blocks.{i}.resnets.{j}."] = f"encoder.down.{i}.block.{j}."
-        for j in range(VAE_LAYERS + 1):
-            prefixes[f"decoder.up_blocks.{i}.resnets.{j}."] = f"decoder.up.{top - i}.block.{j}."
-        prefixes[f"encoder.down_blocks.{i}.downsamplers.0."] = f"encoder.down.{i}.downsample."
-        prefixes[f"decoder.up_blocks.{i}.upsamplers.0."] = f"decoder.up.{top - i}.upsample."
-    attention = {
-        "group_norm.": "norm.",
-        "to_q.": "q.",
-        "to_k.": "k.",
-        "to_v.": "v.",
-        "to_out.0.": "proj_out.",
-    }
-    out = {}
-    for key, value in state.items():
-        new = key.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
-        for hf, ldm in prefixes.items():
-            if new.startswith(hf):
-                rest = new[len(hf) :]
-                if "attn_1" in ldm:
-                    for a, b in attention.items():
-                        rest = b + rest[len(a) :] if rest.startswith(a) else rest
-                    if rest.endswith("weight") and value.ndim == 2:
-                        value = value[:, :, None, None]  # LDM keeps them as 1x1 convolutions
-                new = ldm + rest
-        out[new] = value.detach().clone().contiguous()
-    return out
+    return diffusers_vae_to_ldm(state, VAE_LEVELS, VAE_LAYERS)
 
 
 # --- pipelines, a models folder and a registry reading it ---------------------------------------
