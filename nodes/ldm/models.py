@@ -43,7 +43,11 @@ class UNetDenoiser(Denoiser, HoldsModules):
 
 
 class KLAutoencoder(Autoencoder):
-    """AutoencoderKL: encoding samples its diagonal Gaussian posterior (or takes the mode)."""
+    """AutoencoderKL: encoding samples its diagonal Gaussian posterior (or takes the mode).
+
+    Latents are ``(z - shift_factor) * scaling_factor``, as the pipelines keep them: SD-VAE has
+    no shift (SD 1.x's arithmetic, ``scaling_factor * z``, exactly); SD3's and FLUX's 16-channel
+    VAEs have one in their config."""
 
     kind = "sd-vae"
     _modules = ("vae",)
@@ -56,6 +60,7 @@ class KLAutoencoder(Autoencoder):
         self.scaling_factor = float(config.scaling_factor)
         self.downsample = 2 ** (len(config.block_out_channels) - 1)
         self.latent_dtype = latent_dtype
+        self.shift_factor = float(getattr(config, "shift_factor", None) or 0.0)
 
     def encode(
         self, pixels: torch.Tensor, generator: torch.Generator | None, sample: bool = True
@@ -68,16 +73,22 @@ class KLAutoencoder(Autoencoder):
             # DiagonalGaussianDistribution.sample draws randn(mean.shape) from the generator, as
             # the img2img pipeline's retrieve_latents does, before the pipeline draws its noise.
             z = posterior.sample(generator) if sample else posterior.mode()
+        if self.shift_factor:
+            z = z - self.shift_factor
         return (self.scaling_factor * z).to(self.latent_dtype)
 
     def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
         device, dtype = self.placement
         with torch.no_grad():
-            image = _decode(self.vae, latents.to(device, dtype) / self.scaling_factor, tiled)
+            image = _decode(self.vae, self._unscaled(latents.to(device, dtype)), tiled)
             if not _finite(image):
-                z = latents.to(device, torch.float32) / self.scaling_factor
-                image = _decode(self._in_fp32(), z, tiled)
+                image = _decode(self._in_fp32(), self._unscaled(latents.to(device, torch.float32)), tiled)
         return image
+
+    def _unscaled(self, latents: torch.Tensor) -> torch.Tensor:
+        """The VAE's own z of pipeline latents: ``latents / scaling_factor + shift_factor``."""
+        z = latents / self.scaling_factor
+        return z + self.shift_factor if self.shift_factor else z
 
     def _in_fp32(self) -> Any:
         """A float32 copy of the VAE, for the rare half-precision result that overflowed (SD

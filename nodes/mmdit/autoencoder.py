@@ -20,7 +20,7 @@ import torch
 from ..common.components import diffusers_model, folder_config, folder_weights
 from ..common.families import compute_dtype
 from ..common.files import CheckpointError, StateDict, WeightFile, display_name
-from ..ldm.models import KLAutoencoder, _decode, _finite
+from ..ldm.models import KLAutoencoder
 
 # (scaling_factor, shift_factor) of each family's VAE config.json.
 FLUX_VAE_FACTORS = (0.3611, 0.1159)
@@ -33,35 +33,10 @@ LDM_NORM_GROUPS = 32
 
 
 class ShiftedKLAutoencoder(KLAutoencoder):
-    """AutoencoderKL whose latents are shifted as well as scaled (``shift_factor`` of its
-    config; 0 where it has none, which is SD-VAE's arithmetic exactly)."""
+    """The 16-channel AutoencoderKL of SD3 and FLUX; :class:`KLAutoencoder` applies its config's
+    ``shift_factor`` (0 where it has none, which is SD-VAE's arithmetic exactly)."""
 
     kind = "kl-vae-16"
-
-    def __init__(self, vae: Any, latent_dtype: torch.dtype) -> None:
-        super().__init__(vae, latent_dtype)
-        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
-
-    def encode(
-        self, pixels: torch.Tensor, generator: torch.Generator | None, sample: bool = True
-    ) -> torch.Tensor:
-        device, dtype = self.placement
-        with torch.no_grad():
-            posterior = self.vae.encode(pixels.to(device, dtype)).latent_dist
-            if not _finite(posterior.parameters):
-                posterior = self._in_fp32().encode(pixels.to(device, torch.float32)).latent_dist
-            z = posterior.sample(generator) if sample else posterior.mode()
-        return ((z - self.shift_factor) * self.scaling_factor).to(self.latent_dtype)
-
-    def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
-        device, dtype = self.placement
-        with torch.no_grad():
-            z = latents.to(device, dtype) / self.scaling_factor + self.shift_factor
-            image = _decode(self.vae, z, tiled)
-            if not _finite(image):
-                z = latents.to(device, torch.float32) / self.scaling_factor + self.shift_factor
-                image = _decode(self._in_fp32(), z, tiled)
-        return image
 
 
 def vae_dtype(device: torch.device) -> torch.dtype:
