@@ -9,10 +9,11 @@ import torch
 
 from ..common.components import diffusers_model, folder_config, folder_weights
 from ..common.files import StateDict, WeightFile, display_name, read_json
+from ..common.fp8 import dequantised_fp8
 from ..diffusion.math import Schedule
 from ..sd3.scheduling import FlowMatch, flow_match
 from .models import FluxDenoiser
-from .single_file import PREFIX, bfl_to_diffusers
+from .single_file import PREFIX, bfl_to_diffusers, flux_weights
 
 #: FluxPipeline's calculate_shift defaults for a config that leaves them out.
 PIPELINE_MAX_SHIFT = 1.15
@@ -61,9 +62,10 @@ def transformer_folder(folder: Path, pipeline: Path | None, device: torch.device
 
 def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
     """flux1-dev.safetensors, flux1-schnell.safetensors, or a ComfyUI checkpoint holding one
-    under ``model.diffusion_model.`` (fp8-stored weights are cast as they load)."""
+    under ``model.diffusion_model.``; fp8-stored weights, plain or scaled, become the compute
+    dtype as they load."""
     name = display_name(weights.path)
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
-    state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
-    config, converted = bfl_to_diffusers(state, name)
+    state = flux_weights(weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None))
+    config, converted = bfl_to_diffusers(dequantised_fp8(state, name, model_dtype(device)), name)
     return flux_denoiser(config, converted, name, released_schedule(config["guidance_embeds"]), device)

@@ -37,7 +37,6 @@ CLIP-G's projection is always applied.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from ..common.files import (
     read_json,
     read_tokenizer,
 )
+from ..common.fp8 import dequantised_fp8
 from ..common.models import build_empty, load_strict, ready
 from ..ldm.clip import bundled_tokenizer, bundled_vocabulary, folder_tokenizer
 from .autoencoder import MMDIT_HALF, vae16_file, vae16_folder
@@ -117,7 +117,6 @@ T5_GGUF_NAMES = (
     ("ffn_norm", "layer.1.layer_norm"),
 )
 T5_MAX_DISTANCE = 128  # T5's relative_attention_max_distance (not visible in the weights)
-FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 #: buffers older transformers versions saved in CLIP files: nothing to load
 IGNORED_KEYS = ("text_model.embeddings.position_ids",)
 
@@ -128,41 +127,6 @@ def model_dtype(device: torch.device) -> torch.dtype:
 
 def _strip(state: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _dequantised(state: StateDict, name: str, dtype: torch.dtype = torch.float32) -> StateDict:
-    """Weights in ``dtype`` (fp32, or the bf16 a model runs in) where a file stores them in fp8
-    (float8_e4m3fn / e5m2 in safetensors): fp8 is a storage format here, never a compute one.
-
-    ComfyUI's scaled fp8 files (``t5xxl_fp8_e4m3fn_scaled``) store each linear weight divided
-    by a per-tensor scale: the older ones beside a ``scaled_fp8`` marker as ``<layer>.scale_weight``
-    (with an unused ``scale_input``), the newer ones as ``<layer>.weight_scale`` with a
-    ``<layer>.comfy_quant`` JSON record naming the format. The weight is fp8 x scale."""
-    out = dict(state)
-    for key in [k for k in out if k.endswith(".comfy_quant")]:
-        layer = key[: -len("comfy_quant")]
-        record = out.pop(key)
-        try:
-            fmt = json.loads(bytes(record.to(torch.uint8).tolist())).get("format")
-        except (ValueError, AttributeError):
-            fmt = None
-        if fmt not in ("float8_e4m3fn", "float8_e5m2"):
-            raise CheckpointError(
-                f"{name}: {layer}weight is quantised as {fmt or 'an unknown format'}; "
-                "latentgraph reads fp8 (scaled or not), fp16, bf16 and fp32 weights"
-            )
-    for suffix in (".scale_weight", ".weight_scale"):
-        for key in [k for k in out if k.endswith(suffix)]:
-            weight = key[: -len(suffix)] + ".weight"
-            scale = out.pop(key)
-            if weight not in out:
-                raise CheckpointError(f"{name}: {key} scales a weight the file does not hold")
-            out[weight] = (out[weight].float() * scale.float()).to(dtype)
-    for key in [
-        k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))
-    ]:
-        del out[key]
-    return {k: v.to(dtype) if v.dtype in FP8 else v for k, v in out.items()}
 
 
 def _indices(keys: Any, pattern: str) -> list[int]:
@@ -231,7 +195,7 @@ def clip_from_state(
 
     weights = {
         k if k.startswith(("text_model.", "text_projection.")) else f"text_model.{k}": v
-        for k, v in _dequantised(state, name).items()
+        for k, v in dequantised_fp8(state, name).items()
         if k not in IGNORED_KEYS
     }
     config = clip_config(weights, name, role)
@@ -271,7 +235,7 @@ def openclip_file(weights: WeightFile, device: torch.device) -> ClipEncoder:
         )
     width = state["token_embedding.weight"].shape[1]
     text_model = SimpleNamespace(config=SimpleNamespace(hidden_size=width))
-    converted = convert_open_clip_checkpoint(text_model, _dequantised(state, name), prefix="")
+    converted = convert_open_clip_checkpoint(text_model, dequantised_fp8(state, name), prefix="")
     return clip_from_state(converted, name, None, device)
 
 
@@ -387,7 +351,7 @@ def t5_from_state(
     state: StateDict, name: str, tokenizer: Any | None, device: torch.device
 ) -> T5Encoder:
     """A T5 encoder from HF keys (``shared.weight``, ``encoder.block.N...``), fp8 cast."""
-    weights = _tied(_dequantised(state, name, _fp8_target(device)), name)
+    weights = _tied(dequantised_fp8(state, name, _fp8_target(device)), name)
     config = t5_config(weights, name)
     return T5Encoder(_t5_model(config, weights, name, device), tokenizer, name)
 
@@ -431,7 +395,7 @@ def t5_folder(folder: Path, tokenizer_folder: Path | None, device: torch.device)
         raise CheckpointError(f"{display_name(folder)}: a {raw.get('model_type')!r} model, not T5")
     config = T5Config.from_dict(raw)
     weights = _tied(
-        _dequantised(folder_weights(folder), display_name(folder), _fp8_target(device)),
+        dequantised_fp8(folder_weights(folder), display_name(folder), _fp8_target(device)),
         display_name(folder),
     )
     tokenizer = t5_tokenizer(tokenizer_folder) if tokenizer_folder is not None else None

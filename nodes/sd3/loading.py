@@ -9,9 +9,10 @@ import torch
 
 from ..common.components import diffusers_model, folder_config, folder_weights
 from ..common.files import WeightFile, display_name, read_json
+from ..common.fp8 import dequantised_fp8
 from .models import SD3Denoiser
 from .scheduling import SD3, FlowMatch, flow_match
-from .single_file import PREFIX, mmdit_to_diffusers
+from .single_file import PREFIX, mmdit_to_diffusers, mmdit_weights
 
 #: StableDiffusion3Pipeline's calculate_shift default for a dynamic config without max_shift.
 PIPELINE_MAX_SHIFT = 1.16
@@ -46,13 +47,13 @@ def transformer_folder(folder: Path, pipeline: Path | None, device: torch.device
 
 
 def mmdit_file(weights: WeightFile, device: torch.device) -> SD3Denoiser:
-    """sd3_medium.safetensors, sd3.5_large.safetensors, ... (fp8-stored weights are cast to the
-    compute dtype as they load)."""
+    """sd3_medium.safetensors, sd3.5_large.safetensors, sd3.5_large_fp8_scaled.safetensors, ...;
+    fp8-stored weights, plain or scaled, become the compute dtype as they load."""
     from diffusers import SD3Transformer2DModel
 
     name = display_name(weights.path)
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
-    state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
-    config, converted = mmdit_to_diffusers(state, name)
+    state = mmdit_weights(weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None))
+    config, converted = mmdit_to_diffusers(dequantised_fp8(state, name, model_dtype(device)), name)
     model = diffusers_model(SD3Transformer2DModel, config, converted, name, device, model_dtype(device))
     return SD3Denoiser(model, SD3)

@@ -6,6 +6,7 @@ FluxPipeline does; wrong weights and odd latents are refused by name."""
 from __future__ import annotations
 
 import pytest
+import tiny_text
 import tiny_transformers
 import torch
 from diffusers import FluxPipeline
@@ -93,6 +94,18 @@ def test_fp8_weights_are_cast_to_the_compute_dtype(flux_executor):
     rounded = tiny_transformers.flux(seed=0, guidance=True)
     rounded.load_state_dict({k: v.to(torch.float8_e4m3fn).float() for k, v in rounded.state_dict().items()})
     assert torch.equal(probe(denoiser), reference(rounded))
+
+
+@pytest.mark.parametrize("style", ["legacy", "comfy_quant"])
+def test_scaled_fp8_files_load_as_fp8_times_scale(style, flux_executor, flux_root, flux_models):
+    """ComfyUI's scaled fp8 checkpoints (each linear weight fp8 / per-tensor scale, wrapped under
+    model.diffusion_model.) equal an fp32 file of fp8 x scale: bitwise."""
+    scaled = tiny_text.scaled_fp8_state(tiny_transformers.flux_to_bfl(flux_models["dev"]), style)
+    root = flux_root.models / "flux"
+    save_file({f"model.diffusion_model.{k}": v for k, v in scaled.items()}, str(root / f"scaled_{style}.safetensors"))
+    save_file(tiny_text.dequantised(scaled), str(root / f"scaled_{style}_fp32.safetensors"))
+    ours = load(flux_executor, f"flux/scaled_{style}.safetensors")
+    assert torch.equal(probe(ours), probe(load(flux_executor, f"flux/scaled_{style}_fp32.safetensors")))
 
 
 def failure(executor, path: str) -> InputError:
