@@ -10,16 +10,18 @@ from safetensors.torch import load_file
 
 
 def test_trainer_exports_loadable_weights_and_resumes(tmp_path, capsys):
-    common = ["--out", str(tmp_path), "--device", "cpu", "--images", "24", "--batch", "4", "--eval-images", "0"]
+    out = tmp_path / "shapes_adm"
+    common = ["--out", str(out), "--device", "cpu", "--images", "24", "--batch", "4", "--eval-images", "0"]
     train_adm.main([*common, "--unet-steps", "2", "--classifier-steps", "1"])
-    unet = build({k: v.float() for k, v in load_file(str(tmp_path / "unet.safetensors")).items()}, "unet",
+    unet = build({k: v.float() for k, v in load_file(str(out / "unet.safetensors")).items()}, "unet",
                  num_head_channels=train_adm.HEAD_CHANNELS)
-    classifier = build({k: v.float() for k, v in load_file(str(tmp_path / "classifier.safetensors")).items()},
+    classifier = build({k: v.float() for k, v in load_file(str(out / "classifier.safetensors")).items()},
                        "classifier", num_head_channels=train_adm.HEAD_CHANNELS)
     assert unet.config == train_adm.UNET_CONFIG and classifier.config == train_adm.CLASSIFIER_CONFIG
     train_adm.main([*common, "--unet-steps", "3", "--classifier-steps", "1"])
     assert "resumed at U-Net step 2, classifier step 1" in capsys.readouterr().out
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.safetensors", "unet.safetensors"]
+    state = torch.load(tmp_path / "shapes_adm.ckpt" / "checkpoint.pt", weights_only=True)
     assert int(state["unet_step"]) == 3
 
 
