@@ -100,12 +100,9 @@ def test_fp8_weights_are_cast_to_the_compute_dtype(flux_executor):
 def test_scaled_fp8_files_load_as_fp8_times_scale(style, flux_executor, flux_root, flux_models):
     """ComfyUI's scaled fp8 checkpoints (each linear weight fp8 / per-tensor scale, wrapped under
     model.diffusion_model.) equal an fp32 file of fp8 x scale: bitwise."""
-    scaled = tiny_text.scaled_fp8_state(tiny_transformers.flux_to_bfl(flux_models["dev"]), style)
-    root = flux_root.models / "flux"
-    save_file({f"model.diffusion_model.{k}": v for k, v in scaled.items()}, str(root / f"scaled_{style}.safetensors"))
-    save_file(tiny_text.dequantised(scaled), str(root / f"scaled_{style}_fp32.safetensors"))
-    ours = load(flux_executor, f"flux/scaled_{style}.safetensors")
-    assert torch.equal(probe(ours), probe(load(flux_executor, f"flux/scaled_{style}_fp32.safetensors")))
+    original = tiny_transformers.flux_to_bfl(flux_models["dev"])
+    scaled, fp32 = tiny_text.save_scaled_fp8_pair(original, flux_root.models / "flux", style)
+    assert torch.equal(probe(load(flux_executor, f"flux/{scaled}")), probe(load(flux_executor, f"flux/{fp32}")))
 
 
 def failure(executor, path: str) -> InputError:

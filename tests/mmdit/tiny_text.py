@@ -17,6 +17,8 @@ PYTEST_DONT_REWRITE.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
@@ -248,6 +250,16 @@ def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         scale = state.get(layer + "scale_weight", state.get(layer + "weight_scale"))
         out[key] = value.float() * scale.float() if scale is not None else value.float()
     return out
+
+
+def save_scaled_fp8_pair(state: dict[str, torch.Tensor], folder: Path, style: str) -> tuple[str, str]:
+    """A transformer state dict written as ComfyUI writes a scaled fp8 checkpoint (under
+    ``model.diffusion_model.``) and, beside it, as an fp32 file of fp8 x scale: the two names."""
+    scaled = scaled_fp8_state(state, style)
+    names = (f"scaled_{style}.safetensors", f"scaled_{style}_fp32.safetensors")
+    save_file({f"model.diffusion_model.{k}": v for k, v in scaled.items()}, str(folder / names[0]))
+    save_file(dequantised(scaled), str(folder / names[1]))
+    return names
 
 
 def t5_gguf_names(layers: int) -> dict[str, str]:

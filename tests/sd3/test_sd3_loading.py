@@ -65,12 +65,9 @@ def test_fp8_weights_are_cast_to_the_compute_dtype(sd3_executor, sd3_models):
 def test_scaled_fp8_files_load_as_fp8_times_scale(style, sd3_executor, sd3_root, sd3_models):
     """ComfyUI's scaled fp8 checkpoints (sd3.5_large_fp8_scaled: each linear weight fp8 /
     per-tensor scale, under model.diffusion_model.) equal an fp32 file of fp8 x scale: bitwise."""
-    scaled = tiny_text.scaled_fp8_state(tiny_transformers.sd3_to_original(sd3_models["sd35_medium"]), style)
-    root = sd3_root.models / "sd3"
-    save_file({f"model.diffusion_model.{k}": v for k, v in scaled.items()}, str(root / f"scaled_{style}.safetensors"))
-    save_file(tiny_text.dequantised(scaled), str(root / f"scaled_{style}_fp32.safetensors"))
-    ours = load(sd3_executor, f"sd3/scaled_{style}.safetensors")
-    assert torch.equal(probe(ours), probe(load(sd3_executor, f"sd3/scaled_{style}_fp32.safetensors")))
+    original = tiny_transformers.sd3_to_original(sd3_models["sd35_medium"])
+    scaled, fp32 = tiny_text.save_scaled_fp8_pair(original, sd3_root.models / "sd3", style)
+    assert torch.equal(probe(load(sd3_executor, f"sd3/{scaled}")), probe(load(sd3_executor, f"sd3/{fp32}")))
 
 
 def test_skip_layer_forward_equals_diffusers(sd3_executor, sd3_models):
