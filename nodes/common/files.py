@@ -45,6 +45,7 @@ SHIPPED_MODELS = {
                    "--pool 20000 --workers 2 --steps 8000",
     "shapes_var": "python -m latentgraph.training.train_var --out models/shapes_var --device cuda",
     "shapes_stylegan": "python -m latentgraph.training.train_stylegan --out models/shapes_stylegan --threads 1",
+    "shapes_adm": "python -m latentgraph.training.train_adm --out models/shapes_adm",
 }
 
 
