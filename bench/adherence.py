@@ -5,7 +5,7 @@ and varied seeds are generated through the shipped graph (graphs/shapes_<family>
 executor, and the checker (training/checker.py) reads colour and shape back. Prints accuracy,
 CPU time per image and images per second.
 
-    python bench/adherence.py [--families sd var sana stylegan] [--images 200] [--models-dir models]
+    python bench/adherence.py [--families sd var sana flux stylegan adm adm@0] [--images 200] [--models-dir models]
 
 ADM is guided by its noisy classifier at the shipped graph's scale; ``adm@S`` measures it at
 classifier scale S instead (``adm@0``: unguided, the unconditional model alone).
@@ -17,7 +17,9 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from latentgraph import Executor, load_workflow
@@ -32,9 +34,29 @@ def _find(graph: dict, class_type: str) -> str:
     return next(node_id for node_id, call in graph.items() if call["class_type"] == class_type)
 
 
-def prepared(family: str) -> tuple[dict, str, str, str]:
-    """The shipped graph, the node and input that carry the class, the node whose output is
-    the image, and the sampler node that carries the seed."""
+class Prepared(NamedTuple):
+    graph: dict
+    class_input: tuple[str, str]  # (node, input) that carries the class
+    class_value: Callable[[int], Any]  # class id -> that input's value
+    image_node: str
+    seed_node: str  # the node whose "seed" input varies per image
+
+
+def _prompt_input(graph: dict, sampler: str) -> tuple[str, str]:
+    """Where the sampler's positive prompt text is typed: an LG_String feeding the encoders
+    (FLUX's CLIP-L and T5 nodes share one), else the encode node's own ``text``."""
+    node = graph[sampler]["inputs"]["positive"][0]
+    upstream, todo = [], [node]
+    while todo:
+        current = todo.pop()
+        upstream.append(current)
+        todo += [v[0] for v in graph[current]["inputs"].values() if isinstance(v, list)]
+    strings = [n for n in upstream if graph[n]["class_type"] == "LG_String"]
+    return (strings[0], "value") if strings else (node, "text")
+
+
+def prepared(family: str) -> Prepared:
+    """The shipped graph without its save node, and where the class and the seed go."""
     family, _, scale = family.partition("@")
     graph = load_workflow(ROOT / "graphs" / f"shapes_{family}.json").nodes
     save = _find(graph, "LG_SaveImage")
@@ -42,36 +64,28 @@ def prepared(family: str) -> tuple[dict, str, str, str]:
     del graph[save]  # measure generation, not PNG writing
     if family == "var":
         sampler = _find(graph, "LG_VARSampler")
-        return graph, sampler, image_node, sampler
+        return Prepared(graph, (sampler, "class_labels"), str, image_node, sampler)
     if family == "adm":  # the sampler carries the class (labels), the seed and the guidance scale
         sampler = _find(graph, "LG_ADMSampler")
         if scale:
             graph[sampler]["inputs"]["scale"] = float(scale)
-        return graph, sampler, image_node, sampler
+        return Prepared(graph, (sampler, "labels"), str, image_node, sampler)
     if family == "stylegan":  # the mapping node carries the class and the seed
         mapping = _find(graph, "LG_StyleGANMapping")
-        return graph, mapping, image_node, mapping
+        return Prepared(graph, (mapping, "class_label"), int, image_node, mapping)
     sampler = _find(graph, "LG_Sampler")
-    prompt_node = graph[sampler]["inputs"]["positive"][0]
-    return graph, prompt_node, image_node, sampler
+    return Prepared(graph, _prompt_input(graph, sampler), shapes.caption_of, image_node, sampler)
 
 
 def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, float]:
-    graph, class_node, image_node, sampler = prepared(family)
+    graph, (class_node, class_input), class_value, image_node, sampler = prepared(family)
     executor = Executor(device="cpu", folders=Folders(ROOT / "input", ROOT / "output", ROOT / "temp", models_dir))
     rng = random.Random(seed)
     correct = colour_ok = shape_ok = 0
     cpu = wall = 0.0
     for i in range(count):
         class_id = rng.randrange(shapes.NUM_CLASSES)
-        if family == "var":
-            graph[class_node]["inputs"]["class_labels"] = str(class_id)
-        elif family == "stylegan":
-            graph[class_node]["inputs"]["class_label"] = class_id
-        elif family.partition("@")[0] == "adm":
-            graph[class_node]["inputs"]["labels"] = str(class_id)
-        else:
-            graph[class_node]["inputs"]["text"] = shapes.caption_of(class_id)
+        graph[class_node]["inputs"][class_input] = class_value(class_id)
         graph[sampler]["inputs"]["seed"] = seed * 100_000 + i
         started, started_cpu = time.perf_counter(), time.process_time()
         image = executor.run(graph, targets=[image_node]).outputs[image_node][0]
@@ -88,7 +102,7 @@ def measure(family: str, count: int, models_dir: Path, seed: int) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana", "stylegan", "adm", "adm@0"])
+    parser.add_argument("--families", nargs="+", default=["sd", "var", "sana", "flux", "stylegan", "adm", "adm@0"])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--seed", type=int, default=1)

@@ -45,6 +45,8 @@ SHIPPED_MODELS = {
                    "--pool 20000 --workers 2 --steps 8000",
     "shapes_var": "python -m latentgraph.training.train_var --out models/shapes_var --device cuda",
     "shapes_stylegan": "python -m latentgraph.training.train_stylegan --out models/shapes_stylegan --threads 1",
+    "shapes_flux": "python -m latentgraph.training.train_flux --out models/shapes_flux --batch 64 "
+                   "--pool 20000 --workers 2 --steps 8000",
     "shapes_adm": "python -m latentgraph.training.train_adm --out models/shapes_adm",
 }
 
