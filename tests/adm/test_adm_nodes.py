@@ -64,8 +64,11 @@ def test_pt_file_loads_weights_only_and_matches(make_executor, models_dir, adm_m
     (denoiser,), (classifier,) = result.outputs["model"], result.outputs["classifier"]
     _, reference = adm_models
     with torch.no_grad():
-        assert torch.equal(classifier.net(golden["x"], golden["t"]), golden["logits"])
-        assert torch.equal(denoiser.full(golden["x"], golden["t"], golden["y"]), golden["unet_out"])
+        logits = classifier.net(golden["x"], golden["t"])
+        unet_out = denoiser.full(golden["x"], golden["t"], golden["y"])
+    # the golden data's 1e-5 (fp32): bitwise where the CPU picks the kernels it was made with
+    assert (logits - golden["logits"]).abs().max().item() <= 1e-5
+    assert (unet_out - golden["unet_out"]).abs().max().item() <= 1e-5
 
 
 @pytest.mark.parametrize("config", [

@@ -97,7 +97,9 @@ def test_mix_style_dcae_from_efficientvit(sana_executor, mix_dcae):
     with torch.no_grad():
         expected = mix_dcae.decode(mix_dcae.encode(pixels).latent).sample
         ours = ae.vae.decode(ae.vae.encode(pixels).latent).sample
-    assert torch.equal(ours, expected)
+    # Bitwise on some CPUs; 7e-7 on others, where oneDNN picks another convolution kernel for
+    # the loaded weights: within the 1e-5 fp32 bound of the family's parity tests.
+    assert (ours - expected).abs().max().item() <= 1e-5
 
 
 def test_checkpoint_parts_and_latents(sana_executor):
