@@ -43,16 +43,11 @@ class Prepared(NamedTuple):
 
 
 def _prompt_input(graph: dict, sampler: str) -> tuple[str, str]:
-    """Where the sampler's positive prompt text is typed: an LG_String feeding the encoders
-    (FLUX's CLIP-L and T5 nodes share one), else the encode node's own ``text``."""
-    node = graph[sampler]["inputs"]["positive"][0]
-    upstream, todo = [], [node]
-    while todo:
-        current = todo.pop()
-        upstream.append(current)
-        todo += [v[0] for v in graph[current]["inputs"].values() if isinstance(v, list)]
-    strings = [n for n in upstream if graph[n]["class_type"] == "LG_String"]
-    return (strings[0], "value") if strings else (node, "text")
+    """Where the prompt is typed: the graph's LG_String (FLUX's CLIP-L and T5 encoders share
+    one), else the text of the encode node on the sampler's positive input."""
+    if any(call["class_type"] == "LG_String" for call in graph.values()):
+        return _find(graph, "LG_String"), "value"
+    return graph[sampler]["inputs"]["positive"][0], "text"
 
 
 def prepared(family: str) -> Prepared:

@@ -42,8 +42,7 @@ def dequantised_fp8(state: StateDict, name: str, dtype: torch.dtype = torch.floa
             if weight not in out:
                 raise CheckpointError(f"{name}: {key} scales a weight the file does not hold")
             out[weight] = (out[weight].float() * scale.float()).to(dtype)
-    for key in [
-        k for k in out if k == "scaled_fp8" or k.endswith((".scale_input", ".input_scale"))
-    ]:
-        del out[key]
+    unused = (".scale_input", ".input_scale")
+    for key in [k for k in out if k.endswith(unused) or k.rpartition(".")[2] == "scaled_fp8"]:
+        del out[key]  # the marker may sit under a wrapper prefix: model.diffusion_model.scaled_fp8
     return {k: v.to(dtype) if v.dtype in FP8 else v for k, v in out.items()}

@@ -13,7 +13,7 @@ from ..common.fp8 import dequantised_fp8
 from ..diffusion.math import Schedule
 from ..sd3.scheduling import FlowMatch, flow_match
 from .models import FluxDenoiser
-from .single_file import PREFIX, bfl_to_diffusers, flux_weights
+from .single_file import PREFIX, bfl_to_diffusers
 
 #: FluxPipeline's calculate_shift defaults for a config that leaves them out.
 PIPELINE_MAX_SHIFT = 1.15
@@ -66,6 +66,6 @@ def bfl_file(weights: WeightFile, device: torch.device) -> FluxDenoiser:
     dtype as they load."""
     name = display_name(weights.path)
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
-    state = flux_weights(weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None))
+    state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
     config, converted = bfl_to_diffusers(dequantised_fp8(state, name, model_dtype(device)), name)
     return flux_denoiser(config, converted, name, released_schedule(config["guidance_embeds"]), device)

@@ -12,7 +12,7 @@ from ..common.files import WeightFile, display_name, read_json
 from ..common.fp8 import dequantised_fp8
 from .models import SD3Denoiser
 from .scheduling import SD3, FlowMatch, flow_match
-from .single_file import PREFIX, mmdit_to_diffusers, mmdit_weights
+from .single_file import PREFIX, mmdit_to_diffusers
 
 #: StableDiffusion3Pipeline's calculate_shift default for a dynamic config without max_shift.
 PIPELINE_MAX_SHIFT = 1.16
@@ -53,7 +53,7 @@ def mmdit_file(weights: WeightFile, device: torch.device) -> SD3Denoiser:
 
     name = display_name(weights.path)
     wrapped = any(k.startswith(PREFIX) for k in weights.keys())
-    state = mmdit_weights(weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None))
+    state = weights.tensors((lambda k: k.startswith(PREFIX)) if wrapped else None)
     config, converted = mmdit_to_diffusers(dequantised_fp8(state, name, model_dtype(device)), name)
     model = diffusers_model(SD3Transformer2DModel, config, converted, name, device, model_dtype(device))
     return SD3Denoiser(model, SD3)
